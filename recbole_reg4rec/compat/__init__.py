@@ -1,0 +1,44 @@
+"""Compatibility layer that lets RecBole 1.2.1 run on today's Python stack.
+
+Applied once by ``import recbole_reg4rec``. Scope, deliberately narrow:
+
+* numpy 2: restore the removed aliases RecBole reads (``np.float`` ...), nothing else;
+* pandas 3: RecBole's atomic-file loader and NaN filling (see :mod:`.atomic_files`);
+* torch >= 2.6: checkpoints that load with ``weights_only=True`` (see :mod:`.checkpoints`);
+* ray >= 2.7: see :mod:`.ray_tune` (used by our sweep entry point, not patched into RecBole).
+
+No file in site-packages is edited, no process-wide environment variable is set and pandas /
+numpy behaviour is not changed beyond the aliases.
+"""
+
+import warnings
+
+from . import atomic_files, checkpoints
+from .numpy_aliases import compatibility_settings, restore_numpy_aliases
+
+_APPLIED = False
+
+
+def apply() -> None:
+    """Install every fix (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    restore_numpy_aliases()
+    from recbole.config import Config
+
+    Config.compatibility_settings = compatibility_settings
+    atomic_files.install()
+    checkpoints.install()
+    _silence_recbole_inplace_deprecations()
+    _APPLIED = True
+
+
+def _silence_recbole_inplace_deprecations() -> None:
+    """pandas >= 3.1 warns on every ``inplace=True`` RecBole uses (still correct for whole
+    frames); hide those warnings for RecBole's own modules only."""
+    try:
+        from pandas.errors import Pandas4Warning
+    except ImportError:  # pandas < 3.1
+        return
+    warnings.filterwarnings("ignore", category=Pandas4Warning, module=r"recbole\.")
