@@ -30,8 +30,8 @@ _PROPERTY_FILES: Dict[str, List[Path]] = {}
 
 
 def property_file(relative: str) -> Path:
-    """Absolute path of a file under our ``properties/`` folder (must exist)."""
-    path = PROPERTIES_DIR / relative
+    """Absolute path of a property file: relative names are under our ``properties/`` folder."""
+    path = PROPERTIES_DIR / relative  # an absolute ``relative`` stays as it is
     if not path.is_file():
         raise FileNotFoundError(f"property file {relative!r} not found under {PROPERTIES_DIR}")
     return path

@@ -63,15 +63,27 @@ class AtomicFrame(pd.DataFrame):
         return _AtomicSeries
 
 
+def _encoding_error(filepath: str, encoding: str) -> AtomicFileError:
+    """Find the first line that does not decode and say how to fix it."""
+    with open(filepath, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                return AtomicFileError(
+                    f"{filepath}: line {number} is not valid {encoding} ({err.reason} at column "
+                    f"{err.start + 1}). Re-encode the file as {encoding}, or set the config key "
+                    f"`encoding` to the file's encoding (e.g. latin-1)."
+                )
+    return AtomicFileError(f"{filepath}: not valid {encoding}; set the config key `encoding`.")
+
+
 def _read_header(filepath: str, separator: str, encoding: str) -> list[str]:
     try:
         with open(filepath, "r", encoding=encoding) as f:
             head = f.readline().rstrip("\r\n")
-    except UnicodeDecodeError as err:
-        raise AtomicFileError(
-            f"{filepath}: line 1 is not valid {encoding} ({err.reason} at byte {err.start}). "
-            f"Re-encode the file as {encoding}, or set the config key `encoding` to the file's encoding."
-        ) from None
+    except UnicodeDecodeError:
+        raise _encoding_error(filepath, encoding) from None
     if not head.strip():
         raise AtomicFileError(
             f"{filepath}: the file is empty or its first line is blank. The first line must be a header "
@@ -142,7 +154,7 @@ def load_feat(self, filepath: str, source) -> Optional[pd.DataFrame]:
         return None
 
     separator = self.config["field_separator"]
-    encoding = self.config["encoding"]
+    encoding = self.config["encoding"] or "utf-8"
     header = _read_header(filepath, separator, encoding)
     columns, usecols = [], []
     for column in header:
@@ -170,11 +182,8 @@ def load_feat(self, filepath: str, source) -> Optional[pd.DataFrame]:
             filepath, delimiter=separator, usecols=usecols, dtype=str, encoding=encoding,
             engine="python", keep_default_na=False, na_values=[""],
         )
-    except UnicodeDecodeError as err:
-        raise AtomicFileError(
-            f"{filepath}: not valid {encoding} ({err.reason}). Re-encode the file as {encoding}, or set "
-            f"the config key `encoding` to the file's encoding."
-        ) from None
+    except UnicodeDecodeError:
+        raise _encoding_error(filepath, encoding) from None
     except pd.errors.ParserError as err:
         raise AtomicFileError(
             f"{filepath}: {err}. Every line must have as many `field_separator`-separated "

@@ -1,0 +1,52 @@
+"""Shared fixtures: every test runs in its own temporary working directory (RecBole writes
+``./log``, ``./log_tensorboard`` and ``./saved`` relative to it) on tiny synthetic data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import recbole_reg4rec  # noqa: F401  (compat layer + registry, as users get it)
+from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run the test inside ``tmp_path`` with a clean command line (RecBole parses sys.argv)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["pytest"])
+    return tmp_path
+
+
+@pytest.fixture
+def toy_data(workdir):
+    """A 60-user / 100-item synthetic dataset named ``toy`` under ``workdir/data``."""
+    write_synthetic_dataset(workdir / "data", "toy")
+    return workdir / "data"
+
+
+@pytest.fixture
+def fast_sasrec_config(toy_data):
+    """``config_dict`` for a seconds-long SASRec run on ``toy``."""
+    return {
+        "data_path": str(toy_data),
+        "load_col": SYNTHETIC_LOAD_COL,
+        "epochs": 2,
+        "train_batch_size": 256,
+        "eval_batch_size": 256,
+        "MAX_ITEM_LIST_LENGTH": 10,
+        "hidden_size": 16,
+        "inner_size": 32,
+        "n_layers": 1,
+        "n_heads": 1,
+        "train_neg_sample_args": None,
+        "show_progress": False,
+        "seed": 2020,
+        "reproducibility": True,
+        "metrics": ["Recall", "NDCG", "MRR", "Hit"],
+        "topk": [5, 10],
+        "valid_metric": "NDCG@10",
+    }
