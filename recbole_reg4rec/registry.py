@@ -18,12 +18,21 @@ its own ``properties/`` folder. After :func:`install` (run by ``import recbole_r
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-PROPERTIES_DIR: Path = Path(__file__).resolve().parent.parent / "properties"
-if not PROPERTIES_DIR.is_dir():  # installed (non-editable): properties ship inside the package
-    PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
+def _find_properties_dir() -> Path:
+    """``properties/`` of a source checkout / editable install, else the copy a regular
+    install puts under ``<prefix>/share/recbole_reg4rec``."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "properties",
+        Path(sys.prefix) / "share" / "recbole_reg4rec" / "properties",
+    ]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+PROPERTIES_DIR: Path = _find_properties_dir()
 
 _MODELS: Dict[str, type] = {}
 _PROPERTY_FILES: Dict[str, List[Path]] = {}
