@@ -10,9 +10,9 @@ its own ``properties/`` folder. After :func:`install` (run by ``import recbole_r
   ``No module named 'lightgbm'``);
 * trainers and dataset classes registered here are attributes of RecBole's packages, so its own
   lookups find them;
-* ``Config(model=<ours>)`` loads our property files at RecBole's *internal* priority, right
-  after RecBole's own defaults — so config files, ``config_dict`` and the command line still
-  override them, exactly as for a built-in model.
+* ``Config(model=<ours>)`` loads our property files, then ``dataset/<dataset>.yaml`` if we ship
+  one, at RecBole's *internal* priority, right after RecBole's own defaults — so config files,
+  ``config_dict`` and the command line still override them, exactly as for a built-in model.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def _find_properties_dir() -> Path:
 
 
 PROPERTIES_DIR: Path = _find_properties_dir()
+#: Per-dataset settings for our models (e.g. which ``.item`` side-info columns to load), the
+#: counterpart of RecBole's ``properties/dataset/<name>.yaml``.
+DATASET_CONFIG_DIR: Path = PROPERTIES_DIR.parent / "dataset"
 
 _MODELS: Dict[str, type] = {}
 _PROPERTY_FILES: Dict[str, List[Path]] = {}
@@ -122,8 +125,13 @@ def _wrap_load_internal_config_dict(original):
     @functools.wraps(original)
     def load_internal_config_dict(self, model, model_class, dataset):
         original(self, model, model_class, dataset)
-        for path in _PROPERTY_FILES.get(model, ()):
+        if model not in _MODELS:
+            return
+        for path in _PROPERTY_FILES[model]:
             self._update_internal_config_dict(str(path))
+        dataset_file = DATASET_CONFIG_DIR / f"{dataset}.yaml"
+        if dataset_file.is_file():
+            self._update_internal_config_dict(str(dataset_file))
 
     load_internal_config_dict.__reg4rec_wrapped__ = True
     return load_internal_config_dict
