@@ -1,0 +1,117 @@
+"""``build_semantic_ids``: item features -> tokenizer -> diagnostics, with an on-disk cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Optional
+
+import torch
+
+from .cache import SemanticIDCache, dataset_fingerprint
+from .diagnostics import TokenizerReport, make_report
+from .features import build_item_features, resolve_source
+from .mpq import train_mpq
+from .residual import train_rq_kmeans
+from .semantic_ids import SemanticIDs
+from .settings import TokenizerSettings
+
+
+def build_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None) -> SemanticIDs:
+    """Tokens of every item of ``dataset``, from the cache when an identical build exists.
+
+    Args:
+        config: a RecBole ``Config`` (or dict) holding the keys of ``properties/tokenizer.yaml``;
+            ``config['tokenizer']`` picks ``mpq`` (unordered) or ``rq`` (ordered + de-dup token).
+        dataset: the dataset a model receives (``train_data._dataset``): its ``inter_feat`` must
+            hold only training interactions, which is all collaborative features ever see.
+        logger: defaults to the root logger (RecBole's).
+
+    Returns:
+        :class:`SemanticIDs` with ``codes [dataset.item_num, M]``, row 0 the pad codes.
+
+    Raises:
+        ValueError (:class:`TokenizerConfigError`): a config key holds an unusable value; the
+            message names the key and the fix.
+    """
+    return build_semantic_ids_with_report(config, dataset, logger)[0]
+
+
+def build_semantic_ids_with_report(config, dataset, logger: Optional[logging.Logger] = None):
+    """As :func:`build_semantic_ids`, also returning the :class:`TokenizerReport`."""
+    logger = logger or logging.getLogger()
+    settings = TokenizerSettings.from_config(config)
+    settings.check_catalogue(dataset.item_num - 1)
+    source = resolve_source(dataset, settings, logger)
+    tokenizer = settings.tokenizer.lower()
+    dataset_name = _get(config, "dataset") or "dataset"
+
+    cache = path = fingerprint = None
+    if settings.tokenizer_cache_dir:
+        started = time.perf_counter()
+        fingerprint = dataset_fingerprint(dataset, settings, source)
+        cache = SemanticIDCache(settings.tokenizer_cache_dir, logger)
+        path = cache.path(dataset_name, tokenizer, fingerprint)
+        hit = cache.load(path, fingerprint, dataset.item_num)
+        if hit is not None:
+            sem, report_dict = hit
+            report = TokenizerReport(**report_dict)
+            report.extra["cache"] = f"hit {path} ({time.perf_counter() - started:.2f} s)"
+            report.log(logger)
+            return sem, report
+
+    started = time.perf_counter()
+    features = build_item_features(dataset, settings, logger)
+    feature_seconds = time.perf_counter() - started
+    real = features.vectors[1:]  # [N, d], padding excluded
+    writer = _tensorboard(logger)
+    if tokenizer == "mpq":
+        on_epoch = None
+        if writer is not None:
+            def on_epoch(epoch, stats):
+                for k, v in stats.items():
+                    writer.add_scalar(f"tokenizer/train/{k}", v, epoch)
+        result = train_mpq(real, settings, show_progress=bool(_get(config, "show_progress")), on_epoch=on_epoch)
+        codes, sizes = result.codes, (settings.codebook_size,) * settings.n_codebooks
+        recon, latents = result.recon_error, result.latents
+    else:
+        result = train_rq_kmeans(real, settings.n_codebooks, settings.codebook_size, int(settings.tokenizer_seed))
+        codes, sizes, recon, latents = result.codes, result.codebook_sizes, result.recon_error, None
+
+    pad = torch.tensor(sizes, dtype=torch.long).unsqueeze(0)
+    sem = SemanticIDs(torch.cat([pad, codes.long()], dim=0), tuple(int(s) for s in sizes), settings.ordered)
+    extra = {
+        "feature source": features.source,
+        "feature dim": int(real.size(1)),
+        "items without side info": features.n_without_side_info,
+        "items without train inter.": features.n_without_interactions,
+        "seconds (features/total)": f"{feature_seconds:.1f} / {time.perf_counter() - started:.1f}",
+    }
+    if tokenizer == "rq":
+        unique_before = make_report(tokenizer, result.prefix_codes, sizes[:-1]).unique_share
+        extra["unique before de-dup"] = f"{100 * unique_before:.2f} %"
+    report = make_report(tokenizer, codes, sizes, recon, latents, extra)
+    if cache is not None:
+        cache.save(path, fingerprint, sem, dataclasses.asdict(report))
+        report.extra["cache"] = f"written {path}"
+    report.log(logger, writer)
+    if writer is not None:
+        writer.close()
+    return sem, report
+
+
+def _tensorboard(logger: logging.Logger):
+    try:
+        from recbole.utils import get_tensorboard
+
+        return get_tensorboard(logger)
+    except Exception as err:  # tensorboard is optional for tokenization
+        logger.debug(f"no tensorboard writer for the tokenizer: {err!r}")
+        return None
+
+
+def _get(config, key):
+    if isinstance(config, dict):
+        return config.get(key)
+    return config[key]

@@ -1,0 +1,215 @@
+"""MPQ: MoE-based parallel quantization (REG4Rec, DESIGN.md §2 "MPQ").
+
+M expert encoders map an item's feature vector v to M latents e^r; each latent is quantized
+against its own codebook of D codewords, giving M tokens with no order among them. A softmax
+gate h(v) mixes the chosen codewords into q = sum_r h_r(v) * z_{r, c^r} (straight-through), and a
+decoder reconstructs v from q. Loss:
+
+    ||v - D(q)||^2  +  ||sg(e) - z||^2  +  beta * ||e - sg(z)||^2  +  lambda_orth * mean_{r != s} cos^2(e^r, e^s)
+
+Codebooks start from k-means on the initial expert latents; codewords left unused for an epoch
+are moved onto latents of random items (dead-code restart).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from tqdm import tqdm
+
+from .settings import TokenizerSettings
+
+
+class ParallelExperts(nn.Module):
+    """M independent two-layer MLPs evaluated in one batched einsum.
+
+    ``[B, in_dim]`` -> ``[B, M, out_dim]``.
+    """
+
+    def __init__(self, n_experts: int, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.empty(n_experts, in_dim, hidden))
+        self.b1 = nn.Parameter(torch.zeros(n_experts, hidden))
+        self.w2 = nn.Parameter(torch.empty(n_experts, hidden, out_dim))
+        self.b2 = nn.Parameter(torch.zeros(n_experts, out_dim))
+        for w in (self.w1, self.w2):  # each expert gets PyTorch's default Linear init
+            for r in range(n_experts):
+                nn.init.kaiming_uniform_(w.data[r].T, a=5**0.5)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(torch.einsum("bi,mih->bmh", v, self.w1) + self.b1)  # [B, M, hidden]
+        return torch.einsum("bmh,mho->bmo", h, self.w2) + self.b2  # [B, M, out_dim]
+
+
+class MPQ(nn.Module):
+    """The MPQ tokenizer network.
+
+    Args:
+        in_dim: size of the item feature vectors.
+        n_codebooks: M.
+        codebook_size: D.
+        latent_dim: size of expert latents and codewords.
+        hidden: hidden size of expert and decoder MLPs.
+    """
+
+    def __init__(self, in_dim: int, n_codebooks: int, codebook_size: int, latent_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.experts = ParallelExperts(n_codebooks, in_dim, hidden, latent_dim)
+        self.codebooks = nn.Parameter(torch.randn(n_codebooks, codebook_size, latent_dim) * 0.1)  # [M, D, H]
+        self.gate = nn.Linear(in_dim, n_codebooks)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.GELU(), nn.Linear(hidden, in_dim))
+
+    def encode(self, v: torch.Tensor) -> torch.Tensor:
+        """``v [B, in_dim]`` -> expert latents ``[B, M, H]``."""
+        return self.experts(v)
+
+    def assign(self, latents: torch.Tensor) -> torch.Tensor:
+        """Nearest codeword per codebook: ``[B, M, H]`` -> codes ``[B, M]``."""
+        # ||e - z||^2 = ||e||^2 - 2 e.z + ||z||^2; ||e||^2 does not change the argmin.
+        dist = -2 * torch.einsum("bmh,mdh->bmd", latents, self.codebooks) + self.codebooks.pow(2).sum(-1)
+        return dist.argmin(-1)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes ``[B, M]`` -> codewords ``[B, M, H]``."""
+        m = torch.arange(codes.size(1), device=codes.device)
+        return self.codebooks[m, codes]
+
+    def forward(self, v: torch.Tensor, beta: float, orth_weight: float) -> Dict[str, torch.Tensor]:
+        latents = self.encode(v)  # [B, M, H]
+        codes = self.assign(latents.detach())  # [B, M]
+        chosen = self.lookup(codes)  # [B, M, H]
+        straight = latents + (chosen - latents).detach()  # gradients flow to the experts
+        gate = torch.softmax(self.gate(v), dim=-1)  # [B, M]
+        q = (gate.unsqueeze(-1) * straight).sum(1)  # [B, H]
+        recon = F.mse_loss(self.decoder(q), v)
+        codebook = F.mse_loss(chosen, latents.detach())
+        commit = F.mse_loss(latents, chosen.detach())
+        orth = latent_orthogonality(latents)
+        loss = recon + codebook + beta * commit + orth_weight * orth
+        return {"loss": loss, "recon": recon, "codebook": codebook, "commit": commit, "orth": orth, "codes": codes}
+
+
+def latent_orthogonality(latents: torch.Tensor) -> torch.Tensor:
+    """Mean squared cosine between the M latents of the same item, over distinct pairs.
+
+    ``[B, M, H]`` -> scalar (0 when M = 1).
+    """
+    m = latents.size(1)
+    if m < 2:
+        return latents.new_zeros(())
+    unit = F.normalize(latents, dim=-1)
+    cos = unit @ unit.transpose(1, 2)  # [B, M, M]
+    off_diag = ~torch.eye(m, dtype=torch.bool, device=latents.device)
+    return cos[:, off_diag].pow(2).mean()
+
+
+@dataclass
+class MPQResult:
+    """Output of :func:`train_mpq` for the real items (padding excluded).
+
+    Attributes:
+        codes: ``[N, M]`` long.
+        latents: ``[N, M, H]`` expert latents after training.
+        recon_error: relative reconstruction error ``||v - D(q)||^2 / ||v||^2`` (v standardized).
+        history: per-epoch mean of each loss term.
+    """
+
+    codes: torch.Tensor
+    latents: torch.Tensor
+    recon_error: float
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+
+def train_mpq(
+    features: torch.Tensor,
+    settings: TokenizerSettings,
+    show_progress: bool = True,
+    on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    logger: Optional[logging.Logger] = None,
+) -> MPQResult:
+    """Train MPQ on ``features [N, d]`` (real items only) and return their tokens.
+
+    Deterministic for a given ``settings.tokenizer_seed``; the caller's global RNG state is
+    left as it was.
+    """
+    logger = logger or logging.getLogger(__name__)
+    seed = int(settings.tokenizer_seed)
+    v = _standardize(features.float())  # [N, d]
+    n = v.size(0)
+    m, d = settings.n_codebooks, settings.codebook_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = MPQ(v.size(1), m, d, settings.mpq_latent_dim, settings.mpq_expert_hidden)
+        if settings.mpq_kmeans_init:
+            _kmeans_init(model, v, seed)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.mpq_lr)
+        history: List[Dict[str, float]] = []
+        epochs = tqdm(range(settings.mpq_epochs), desc="MPQ", disable=not show_progress, leave=False)
+        for epoch in epochs:
+            usage = torch.zeros(m, d)
+            sums: Dict[str, float] = {}
+            perm = torch.randperm(n, generator=gen)
+            n_batches = 0
+            for start in range(0, n, settings.mpq_batch_size):
+                out = model(v[perm[start : start + settings.mpq_batch_size]], settings.mpq_beta, settings.mpq_orth_weight)
+                optimizer.zero_grad()
+                out["loss"].backward()
+                optimizer.step()
+                usage.scatter_add_(1, out["codes"].T, torch.ones_like(out["codes"].T, dtype=usage.dtype))
+                for k in ("loss", "recon", "codebook", "commit", "orth"):
+                    sums[k] = sums.get(k, 0.0) + float(out[k])
+                n_batches += 1
+            stats = {k: s / n_batches for k, s in sums.items()}
+            if settings.mpq_dead_code_restart:
+                stats["restarted"] = float(_restart_dead_codes(model, v, usage, gen))
+            history.append(stats)
+            epochs.set_postfix(loss=f"{stats['loss']:.4f}", recon=f"{stats['recon']:.4f}")
+            if on_epoch is not None:
+                on_epoch(epoch, stats)
+        with torch.no_grad():
+            latents = model.encode(v)
+            codes = model.assign(latents)
+            gate = torch.softmax(model.gate(v), dim=-1)
+            q = (gate.unsqueeze(-1) * model.lookup(codes)).sum(1)
+            recon_error = float((model.decoder(q) - v).pow(2).sum() / v.pow(2).sum())
+    return MPQResult(codes, latents, recon_error, history)
+
+
+def _standardize(v: torch.Tensor) -> torch.Tensor:
+    """Centre, and scale to unit mean squared entry, so loss weights mean the same on any dataset."""
+    v = v - v.mean(0, keepdim=True)
+    scale = v.pow(2).mean().sqrt()
+    return v / scale if scale > 0 else v
+
+
+@torch.no_grad()
+def _kmeans_init(model: MPQ, v: torch.Tensor, seed: int) -> None:
+    latents = model.encode(v)  # [N, M, H]
+    for r in range(latents.size(1)):
+        km = KMeans(n_clusters=model.codebooks.size(1), n_init=1, random_state=seed + r)
+        km.fit(latents[:, r].numpy().astype(np.float64))
+        model.codebooks.data[r] = torch.from_numpy(km.cluster_centers_).float()
+
+
+@torch.no_grad()
+def _restart_dead_codes(model: MPQ, v: torch.Tensor, usage: torch.Tensor, gen: torch.Generator) -> int:
+    """Move codewords unused this epoch onto the latents of random items; returns how many moved."""
+    dead = usage == 0  # [M, D]
+    n_dead = int(dead.sum())
+    if n_dead == 0:
+        return 0
+    latents = model.encode(v)  # [N, M, H]
+    for r in torch.nonzero(dead.any(1)).flatten().tolist():
+        idx = torch.nonzero(dead[r]).flatten()
+        pick = torch.randint(0, v.size(0), (idx.numel(),), generator=gen)
+        noise = 0.01 * torch.randn(idx.numel(), latents.size(-1), generator=gen)
+        model.codebooks.data[r, idx] = latents[pick, r] + noise
+    return n_dead

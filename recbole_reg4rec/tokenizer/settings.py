@@ -1,0 +1,123 @@
+"""Tokenizer hyper-parameters: read from a RecBole ``Config``, checked once, then passed around.
+
+Defaults mirror ``properties/tokenizer.yaml`` (a test keeps the two in sync), so a ``Config``
+built without that file still works. Every check names the config key and how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Optional
+
+TOKENIZERS = ("mpq", "rq")
+FEATURE_SOURCES = ("side_info", "collaborative", "hybrid")
+
+
+class TokenizerConfigError(ValueError):
+    """A tokenizer config key holds a value the tokenizer cannot use."""
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    tokenizer: str = "mpq"
+    n_codebooks: int = 4
+    codebook_size: int = 64
+    mpq_feature_source: str = "hybrid"
+    feature_dim: int = 64
+    collab_dim: int = 64
+    collab_epochs: int = 5
+    collab_history: int = 20
+    collab_lr: float = 0.01
+    collab_batch_size: int = 1024
+    mpq_expert_hidden: int = 128
+    mpq_latent_dim: int = 32
+    mpq_beta: float = 0.25
+    mpq_orth_weight: float = 0.1
+    mpq_epochs: int = 150
+    mpq_lr: float = 0.003
+    mpq_batch_size: int = 256
+    mpq_kmeans_init: bool = True
+    mpq_dead_code_restart: bool = True
+    tokenizer_cache_dir: Optional[str] = "saved/semantic_ids"
+    tokenizer_seed: Optional[int] = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> "TokenizerSettings":
+        """Read every key from ``config`` (a RecBole ``Config`` or a dict); missing keys keep defaults.
+
+        ``tokenizer_seed`` falls back to ``config['seed']``, then to 2020 (RecBole's default).
+        """
+        values: Dict[str, Any] = {}
+        for f in fields(cls):
+            value = _get(config, f.name)
+            if value is not None:
+                values[f.name] = value
+        if values.get("tokenizer_seed") is None:
+            seed = _get(config, "seed")
+            values["tokenizer_seed"] = 2020 if seed is None else seed
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`TokenizerConfigError` on values no tokenizer can work with."""
+        if str(self.tokenizer).lower() not in TOKENIZERS:
+            raise TokenizerConfigError(
+                f"tokenizer={self.tokenizer!r} is unknown: set tokenizer to one of {', '.join(TOKENIZERS)}."
+            )
+        _check_int(self.n_codebooks, "n_codebooks", 1, "it is M, the number of tokens per item (e.g. 4)")
+        _check_int(self.codebook_size, "codebook_size", 2, "it is D, the codewords per codebook (e.g. 64)")
+        for key in ("feature_dim", "collab_dim", "collab_history", "collab_batch_size",
+                    "mpq_expert_hidden", "mpq_latent_dim", "mpq_batch_size"):
+            _check_int(getattr(self, key), key, 1, "it is a size")
+        for key in ("collab_epochs", "mpq_epochs"):
+            _check_int(getattr(self, key), key, 0, "it is a number of epochs")
+        for key in ("mpq_beta", "mpq_orth_weight"):
+            _check_float(getattr(self, key), key, allow_zero=True)
+        for key in ("mpq_lr", "collab_lr"):
+            _check_float(getattr(self, key), key, allow_zero=False)
+        if not isinstance(self.mpq_feature_source, str) or not self.mpq_feature_source:
+            raise TokenizerConfigError(
+                f"mpq_feature_source={self.mpq_feature_source!r}: set it to one of "
+                f"{', '.join(FEATURE_SOURCES)} or to the name of a float_seq item field."
+            )
+
+    def check_catalogue(self, n_real_items: int) -> None:
+        """Checks that need the catalogue size (``n_real_items`` excludes the padding item)."""
+        if self.codebook_size > n_real_items:
+            raise TokenizerConfigError(
+                f"codebook_size={self.codebook_size} is larger than the catalogue ({n_real_items} items): "
+                f"set codebook_size to at most {n_real_items} (a few times smaller is better)."
+            )
+
+    @property
+    def ordered(self) -> bool:
+        return self.tokenizer.lower() == "rq"
+
+    def fingerprint_dict(self) -> Dict[str, Any]:
+        """Every setting that changes the tokens (the cache folder does not)."""
+        d = asdict(self)
+        d.pop("tokenizer_cache_dir")
+        d["tokenizer"] = d["tokenizer"].lower()
+        return d
+
+
+def _get(config: Any, key: str) -> Any:
+    if isinstance(config, dict):
+        return config.get(key)
+    try:
+        return config[key]
+    except KeyError:
+        return None
+
+
+def _check_int(value: Any, key: str, low: int, why: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise TokenizerConfigError(f"{key}={value!r} is invalid: set {key} to an integer >= {low} ({why}).")
+
+
+def _check_float(value: Any, key: str, allow_zero: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value > 0 or (allow_zero and value == 0))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise TokenizerConfigError(f"{key}={value!r} is invalid: set {key} to a number {bound}.")

@@ -1,0 +1,71 @@
+"""Run a semantic-ID tokenizer alone on any RecBole dataset and print its diagnostics.
+
+Examples::
+
+    python run_tokenizer.py --dataset=ml-100k
+    python run_tokenizer.py --dataset=ml-100k --tokenizer=rq --n_codebooks=3 --codebook_size=256
+    python run_tokenizer.py --dataset=ml-100k --mpq_orth_weight=0 --tokenizer_cache_dir=""
+
+The dataset is split as the chosen sequential ``--model`` would split it (default SASRec, with
+our properties), and only the training split feeds collaborative features. When the dataset
+has a ``.item`` file and ``load_col`` does not mention it, all its columns are loaded.
+Any other ``--key=value`` overrides a config key, as with ``run_recbole.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def _item_file_columns(config) -> Optional[List[str]]:
+    """Field names in the header of ``<data_path>/<dataset>.item``, or None if there is no file."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.item")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding=config["encoding"] or "utf-8") as f:
+        header = f.readline().rstrip("\r\n").split(config["field_separator"] or "\t")
+    return [h.split(":")[0] for h in header if h]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name")
+    parser.add_argument("--model", "-m", default="SASRec", help="sequential model whose split to use")
+    parser.add_argument("--config_files", default=None, help="space-separated yaml files")
+    args, _ = parser.parse_known_args(argv)
+
+    import recbole_reg4rec  # noqa: F401  (compatibility layer + registry)
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_logger, init_seed
+    from recbole_reg4rec.registry import property_file
+    from recbole_reg4rec.tokenizer import TokenizerConfigError, build_semantic_ids_with_report
+
+    files = [str(property_file("tokenizer.yaml"))]
+    if args.config_files:
+        files += args.config_files.split()
+    try:
+        config = Config(model=args.model, dataset=args.dataset, config_file_list=files,
+                        config_dict={"train_neg_sample_args": None})
+        load_col = config["load_col"]
+        columns = _item_file_columns(config)
+        if isinstance(load_col, dict) and "item" not in load_col and columns:
+            config["load_col"] = {**load_col, "item": columns}
+        init_seed(config["seed"], config["reproducibility"])
+        init_logger(config)
+        dataset = create_dataset(config)
+        train_data, _, _ = data_preparation(config, dataset)
+        sem, report = build_semantic_ids_with_report(config, train_data._dataset)
+    except TokenizerConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.table())
+    print(f"codes: {tuple(sem.codes.shape)}, codebook sizes {sem.codebook_sizes}, ordered={sem.ordered}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
