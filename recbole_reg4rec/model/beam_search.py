@@ -1,0 +1,355 @@
+"""Batched beam search with CORP (consistency-oriented self-reflection pruning).
+
+Everything is a tensor over ``[B users, K paths]``; the only Python loop is over the L reasoning
+steps. One step:
+
+1. the model gives, for every live path, log-probabilities ``[B, K, M, D]`` of every codebook and
+   the reflection log-probability ``[B, K]`` of the path so far (:data:`StepFn`);
+2. CORP reflection: paths whose reflection probability is below ``reflection_threshold`` die, or
+   ``reflection_weight * log p_reflect`` is added to their score;
+3. CRSS picks the ``branch`` most confident remaining codebooks per path (or the fixed order);
+4. candidates = path x chosen codebook x token; CORP catalogue check: a candidate is dropped when
+   no item holds all its pairs (:meth:`CatalogueIndex.token_mass`);
+5. the best ``pool_factor * K`` candidates are kept, paths with the same token *set* reached in
+   different orders are merged (log-sum-exp of their scores), and the best K survive.
+
+After L steps every item consistent with a path is scored by the path score plus the
+log-probabilities of its remaining tokens (completion), log-sum-exp over paths.
+Path ranking may add ``fusion_weight * log sum_{consistent items} p_item`` (item-level prior);
+it steers which paths survive but is not part of the returned token scores.
+
+:func:`exhaustive_item_scores` is the plain reference: it walks every item's own paths one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from .catalogue_index import CatalogueIndex
+from .crss import codebook_confidence, select_codebooks
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+"""``step_fn(codebooks [B, K, S], tokens [B, K, S]) -> (log_probs [B, K, M, D], reflect_logp [B, K])``.
+
+``log_probs[b, k, r]`` is the next-token distribution of codebook ``r`` after the path's S pairs;
+``reflect_logp`` is log p(path of S pairs is consistent) (ignored when S = 0)."""
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class BeamConfig:
+    """Beam-search settings (see ``properties/model/REG4Rec.yaml`` for their meaning)."""
+
+    beam_size: int = 50
+    reasoning_steps: int = 3
+    branch: int = 1
+    confidence: str = "max"
+    fixed_order: bool = False
+    corp: bool = True
+    reflection_threshold: float = 0.0
+    reflection_weight: float = 0.0
+    merge: bool = True
+    pool_factor: int = 2
+    fusion_weight: float = 0.0
+
+
+@dataclass
+class BeamResult:
+    """Output of :func:`corp_beam_search` for B users, K final paths, L steps, N items."""
+
+    item_scores: torch.Tensor  # [B, N] token score of every item reached, -inf elsewhere
+    codebooks: torch.Tensor  # [B, K, L] codebook emitted at each step
+    tokens: torch.Tensor  # [B, K, L] token emitted at each step
+    step_logp: torch.Tensor  # [B, K, L] log-prob of the emitted token
+    step_confidence: torch.Tensor  # [B, K, L] CRSS confidence of the chosen codebook
+    step_reflection: torch.Tensor  # [B, K, L] reflection probability after each step
+    path_scores: torch.Tensor  # [B, K] final path score (-inf = dead path)
+    pruned_catalogue: torch.Tensor  # [B] candidates dropped by the catalogue check
+    pruned_reflection: torch.Tensor  # [B] paths dropped by the reflection threshold
+    merged: torch.Tensor  # [B] candidates merged into an equal token set
+
+
+# ---- small helpers ----------------------------------------------------------------------------
+def _gather_paths(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+    """Select paths: ``x [B, K, ...]``, ``parent [B, K']`` -> ``[B, K', ...]``."""
+    idx = parent.view(*parent.shape, *([1] * (x.dim() - 2))).expand(*parent.shape, *x.shape[2:])
+    return x.gather(1, idx)
+
+
+def apply_reflection(
+    score: torch.Tensor, reflect_logp: torch.Tensor, cfg: BeamConfig
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CORP reflection on paths: threshold pruning and/or soft penalty.
+
+    Returns the new ``score [B, K]`` and the number of live paths pruned per user ``[B]``.
+    """
+    alive = torch.isfinite(score)
+    if cfg.reflection_weight:
+        score = score + cfg.reflection_weight * reflect_logp
+    pruned = torch.zeros(score.size(0), dtype=torch.long, device=score.device)
+    if cfg.reflection_threshold > 0:
+        drop = alive & (reflect_logp < math.log(cfg.reflection_threshold))
+        score = score.masked_fill(drop, NEG_INF)
+        pruned = drop.sum(dim=1)
+    return score, pruned
+
+
+def expand_candidates(
+    score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor, step: int, cfg: BeamConfig
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CRSS choice of codebooks and the scores of every (path, codebook, token) candidate.
+
+    Args:
+        score: ``[B, K]`` path scores; log_probs: ``[B, K, M, D]``; emitted: ``[B, K, M]`` bool.
+
+    Returns:
+        chosen ``[B, K, b]`` codebooks, candidate scores ``[B, K, b, D]``, chosen confidences ``[B, K, b]``.
+    """
+    conf = codebook_confidence(log_probs, cfg.confidence)  # [B, K, M]
+    if cfg.fixed_order:
+        chosen = torch.full((*score.shape, 1), step, dtype=torch.long, device=score.device)
+    else:
+        chosen = select_codebooks(conf, emitted, cfg.branch)  # [B, K, b]
+    d = log_probs.size(-1)
+    cand_lp = log_probs.gather(2, chosen.unsqueeze(-1).expand(*chosen.shape, d))  # [B, K, b, D]
+    return chosen, score[..., None, None] + cand_lp, conf.gather(2, chosen)
+
+
+def catalogue_masses(
+    index: CatalogueIndex, items: torch.Tensor, chosen: torch.Tensor, item_prob: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Per candidate: how many items stay consistent, and their total item-level probability.
+
+    Args:
+        items: ``[B, K, N]`` bool consistency masks; chosen: ``[B, K, b]``; item_prob: ``[B, N]`` or None.
+
+    Returns:
+        counts ``[B, K, b, D]`` and masses ``[B, K, b, D]`` (None without item_prob).
+    """
+    w = items.float()
+    wp = w * item_prob.unsqueeze(1) if item_prob is not None else None
+    counts, masses = [], []
+    for j in range(chosen.size(-1)):  # branch factor, usually 1
+        counts.append(index.token_mass(w, chosen[..., j]))
+        if wp is not None:
+            masses.append(index.token_mass(wp, chosen[..., j]))
+    return torch.stack(counts, 2), (torch.stack(masses, 2) if wp is not None else None)
+
+
+def merge_equal_sets(
+    sets: torch.Tensor, score: torch.Tensor, prior: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Merge candidates of one user that hold the same token set (different orders).
+
+    Args:
+        sets: ``[B, P, M]`` token per codebook (-1 = not emitted), candidates sorted best first.
+        score: ``[B, P]`` path scores; prior: ``[B, P]`` ranking bonus (equal within a set).
+
+    Returns:
+        merged scores ``[B, P]`` (log-sum-exp over the set, kept on its best member, -inf on the
+        others), ranking keys ``[B, P]``, number of merged-away candidates per user ``[B]``.
+    """
+    b, p, m = sets.shape
+    user = torch.arange(b, device=sets.device).view(b, 1, 1).expand(b, p, 1)
+    rows = torch.cat([user, sets], dim=-1).reshape(b * p, m + 1)
+    _, group = torch.unique(rows, dim=0, return_inverse=True)  # [B*P]
+    n_groups = int(group.max()) + 1
+    flat = score.reshape(-1)
+    gmax = flat.new_full((n_groups,), NEG_INF).scatter_reduce(0, group, flat, "amax")
+    safe = torch.where(torch.isfinite(gmax), gmax, torch.zeros_like(gmax))
+    gsum = flat.new_zeros(n_groups).scatter_add(0, group, (flat - safe[group]).exp())
+    lse = torch.where(torch.isfinite(gmax), safe + gsum.log(), gmax)  # [G]
+    pos = torch.arange(b * p, device=sets.device)
+    first = torch.full((n_groups,), b * p, device=sets.device).scatter_reduce(0, group, pos, "amin")
+    keep = (first[group] == pos).view(b, p)
+    merged = torch.where(keep, lse[group].view(b, p), torch.full_like(score, NEG_INF))
+    n_merged = (~keep & torch.isfinite(score)).sum(dim=1)
+    return merged, merged + prior, n_merged
+
+
+def completion_scores(
+    index: CatalogueIndex, score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor, items: torch.Tensor
+) -> torch.Tensor:
+    """Score items after the last step: path score + sum over codebooks not emitted of
+    ``log p_r(item token)``; log-sum-exp over the paths an item is consistent with.
+
+    Args:
+        score: ``[B, K]``; log_probs: ``[B, K, M, D]``; emitted: ``[B, K, M]``; items: ``[B, K, N]`` bool.
+
+    Returns:
+        ``[B, N]`` token scores, ``-inf`` for items no path reached.
+    """
+    total = score.unsqueeze(-1).expand_as(items).clone()  # [B, K, N]
+    for r in range(index.n_codebooks):
+        if bool(emitted[..., r].all()):
+            continue
+        lp = log_probs[:, :, r, :][..., index.codes_t[r]]  # [B, K, N]
+        total = total + lp.masked_fill(emitted[..., r : r + 1], 0.0)
+    total = total.masked_fill(~items, NEG_INF)
+    return torch.logsumexp(total, dim=1)
+
+
+# ---- the search ---------------------------------------------------------------------------
+def corp_beam_search(
+    step_fn: StepFn,
+    index: CatalogueIndex,
+    n_users: int,
+    cfg: BeamConfig,
+    item_log_prior: Optional[torch.Tensor] = None,
+) -> BeamResult:
+    """Beam search over reasoning paths for ``n_users`` users at once.
+
+    Args:
+        step_fn: the model's step function (:data:`StepFn`), bound to these users' histories.
+        index: the catalogue index.
+        n_users: B.
+        cfg: settings. ``cfg.corp = False`` gives plain beam search (no catalogue or reflection
+            pruning, no merging; items are matched only at the end).
+        item_log_prior: ``[B, N]`` item-level log-probabilities, used with ``cfg.fusion_weight``.
+
+    Returns:
+        :class:`BeamResult`.
+    """
+    device = index.device
+    m, n, big_k = index.n_codebooks, index.n_items, cfg.beam_size
+    b = n_users
+    cb = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # [B, K, S]
+    tok = torch.zeros_like(cb)
+    score = torch.zeros(b, 1, device=device)  # [B, K]
+    emitted = torch.zeros(b, 1, m, dtype=torch.bool, device=device)  # [B, K, M]
+    sets = torch.full((b, 1, m), -1, dtype=torch.long, device=device)  # [B, K, M]
+    items = index.initial_mask(b, 1)  # [B, K, N]
+    hist = torch.zeros(b, 1, 0, 4, device=device)  # [B, K, S, (logp, conf, reflect, unused)]
+    use_prior = item_log_prior is not None and cfg.fusion_weight != 0
+    item_prob = item_log_prior.exp() if use_prior else None
+    pruned_cat = torch.zeros(b, dtype=torch.long, device=device)
+    pruned_ref = torch.zeros_like(pruned_cat)
+    merged_cnt = torch.zeros_like(pruned_cat)
+
+    for step in range(cfg.reasoning_steps):
+        log_probs, reflect_logp = step_fn(cb, tok)  # [B, K, M, D], [B, K]
+        if step > 0:
+            if cfg.corp:
+                score, dropped = apply_reflection(score, reflect_logp, cfg)
+                pruned_ref += dropped
+            hist[:, :, -1, 2] = reflect_logp.exp()
+        chosen, cand, conf = expand_candidates(score, log_probs, emitted, step, cfg)  # [B,K,b], [B,K,b,D], [B,K,b]
+        nb, d = chosen.size(-1), cand.size(-1)
+        prior = torch.zeros_like(cand)
+        if cfg.corp or use_prior:
+            counts, masses = catalogue_masses(index, items, chosen, item_prob)
+            if cfg.corp:
+                dead = (counts == 0) & torch.isfinite(cand)
+                pruned_cat += dead.flatten(1).sum(dim=1)
+                cand = cand.masked_fill(counts == 0, NEG_INF)
+            if use_prior:
+                prior = cfg.fusion_weight * masses.clamp_min(1e-30).log()
+        # keep the best pool of candidates, merge equal sets, keep the best K
+        flat_key = (cand + prior).flatten(1)  # [B, K*b*D]
+        pool = min(flat_key.size(1), max(big_k, cfg.pool_factor * big_k))
+        key, pick = flat_key.topk(pool, dim=1)  # [B, P]
+        cand_score = cand.flatten(1).gather(1, pick)
+        cand_prior = prior.flatten(1).gather(1, pick)
+        parent = pick // (nb * d)
+        j = (pick // d) % nb
+        t = pick % d
+        r = _gather_paths(chosen, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
+        c = _gather_paths(conf, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
+        new_sets = _gather_paths(sets, parent).scatter(2, r.unsqueeze(-1), t.unsqueeze(-1))  # [B, P, M]
+        if cfg.corp and cfg.merge and step > 0:
+            cand_score, key, n_merged = merge_equal_sets(new_sets, cand_score, cand_prior)
+            merged_cnt += n_merged
+        width = min(big_k, pool)
+        key, sel = key.topk(width, dim=1)  # [B, K']
+        parent, r, t, c = (x.gather(1, sel) for x in (parent, r, t, c))
+        score = cand_score.gather(1, sel)
+        sets = new_sets.gather(1, sel.unsqueeze(-1).expand(-1, -1, m))
+        lp_step = _gather_paths(log_probs, parent)  # [B, K', M, D]
+        lp_tok = lp_step.gather(2, r[..., None, None].expand(-1, -1, 1, d)).squeeze(2).gather(2, t.unsqueeze(-1))
+        cb = torch.cat([_gather_paths(cb, parent), r.unsqueeze(-1)], dim=2)
+        tok = torch.cat([_gather_paths(tok, parent), t.unsqueeze(-1)], dim=2)
+        emitted = _gather_paths(emitted, parent).scatter(2, r.unsqueeze(-1), True)
+        items = index.narrow(_gather_paths(items, parent), r, t)
+        new_hist = torch.stack([lp_tok.squeeze(-1), c, torch.ones_like(c), torch.zeros_like(c)], dim=-1)
+        hist = torch.cat([_gather_paths(hist, parent), new_hist.unsqueeze(2)], dim=2)
+
+    log_probs, reflect_logp = step_fn(cb, tok)
+    if cfg.corp:
+        score, dropped = apply_reflection(score, reflect_logp, cfg)
+        pruned_ref += dropped
+    hist[:, :, -1, 2] = reflect_logp.exp()
+    item_scores = completion_scores(index, score, log_probs, emitted, items)
+    return BeamResult(
+        item_scores=item_scores,
+        codebooks=cb,
+        tokens=tok,
+        step_logp=hist[..., 0],
+        step_confidence=hist[..., 1],
+        step_reflection=hist[..., 2],
+        path_scores=score,
+        pruned_catalogue=pruned_cat,
+        pruned_reflection=pruned_ref,
+        merged=merged_cnt,
+    )
+
+
+# ---- plain reference -----------------------------------------------------------------------------
+def exhaustive_item_scores(step_fn: StepFn, index: CatalogueIndex, n_users: int, cfg: BeamConfig) -> torch.Tensor:
+    """Brute-force reference of :func:`corp_beam_search`'s token scores (slow; tests only).
+
+    For every user and every item, walk each of the item's own reasoning paths: at each prefix
+    the model's CRSS choice (the ``branch`` most confident remaining codebooks, or the fixed
+    order) decides which codebook comes next, the token is the item's own; reflection
+    penalty/threshold is applied as in the beam; after L steps add the completion
+    log-probabilities. The item's score is the log-sum-exp over its paths.
+
+    Returns:
+        ``[B, N]`` scores (``-inf`` for the padding item and for items whose every path died).
+    """
+    out = torch.full((n_users, index.n_items), NEG_INF)
+    codes = index.codes.cpu()
+    cache: dict = {}
+
+    def model_at(path: List[int], item: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs for every user after the prefix (memoised: items share prefixes)."""
+        key = tuple(path), tuple(codes[item, path].tolist()) if path else ()
+        if key not in cache:
+            cbs = torch.tensor([path], dtype=torch.long).expand(n_users, 1, len(path))
+            toks = codes[item][cbs] if path else cbs.clone()
+            log_probs, refl = step_fn(cbs.to(index.device), toks.to(index.device))
+            cache[key] = (log_probs[:, 0].cpu(), refl[:, 0].cpu())
+        return cache[key]
+
+    def walk(user: int, item: int, path: List[int], score: float) -> List[float]:
+        log_probs, refl = model_at(path, item)
+        lp = log_probs[user]  # [M, D]
+        if path:
+            rl = float(refl[user])
+            if cfg.corp:
+                score += cfg.reflection_weight * rl if cfg.reflection_weight else 0.0
+                if cfg.reflection_threshold > 0 and rl < math.log(cfg.reflection_threshold):
+                    return []
+        remaining = [r for r in range(index.n_codebooks) if r not in path]
+        if len(path) == cfg.reasoning_steps:
+            return [score + sum(float(lp[r, codes[item, r]]) for r in remaining)]
+        if cfg.fixed_order:
+            nxt = [len(path)]
+        else:
+            conf = codebook_confidence(lp, cfg.confidence).tolist()
+            nxt = sorted(remaining, key=lambda r: -conf[r])[: max(1, cfg.branch)]
+        results: List[float] = []
+        for r in nxt:
+            results += walk(user, item, path + [r], score + float(lp[r, codes[item, r]]))
+        return results
+
+    for user in range(n_users):
+        for item in range(1, index.n_items):
+            scores = walk(user, item, [], 0.0)
+            if scores:
+                out[user, item] = torch.logsumexp(torch.tensor(scores), dim=0)
+    return out

@@ -1,0 +1,103 @@
+"""Inverted (codebook, token) -> items index of the catalogue, and the consistency checks of CORP.
+
+A *path* is a set of (codebook, token) pairs. An item is *consistent* with a path when it holds
+every pair of the path; a path is *catalogue-consistent* when at least one item is.
+
+Two forms of the same index are kept:
+
+* posting lists (``items_with(r, t)``), the plain inverted index, used by the reference
+  checks and by explanations;
+* the dense transposed code table ``codes_t [M, N]``, with which a whole batch of paths is
+  checked with tensor ops: a path's consistent items are a ``[N]`` bool mask narrowed one pair at
+  a time, and the tokens a path may emit next on codebook ``r`` are the scatter of that mask
+  into ``codes_t[r]`` (a column of the inverted index read backwards).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+
+
+class CatalogueIndex:
+    """Index over ``codes [N, M]`` (row 0 = RecBole's padding item, never a result)."""
+
+    def __init__(self, codes: torch.Tensor, codebook_sizes: Sequence[int]) -> None:
+        self.codes = codes.long()  # [N, M]
+        self.codebook_sizes = tuple(int(d) for d in codebook_sizes)
+        self.n_items, self.n_codebooks = self.codes.shape
+        self.max_size = max(self.codebook_sizes)
+        self.real_items = torch.ones(self.n_items, dtype=torch.bool, device=codes.device)  # [N]
+        self.real_items[0] = False
+        # pad item's pad codes may equal max_size: keep them in range, the item is masked anyway
+        self.codes_t = self.codes.t().clamp(max=self.max_size - 1).contiguous()  # [M, N]
+        self._postings: List[Dict[int, torch.Tensor]] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
+
+    # ---- plain inverted index -------------------------------------------------------------
+    def postings(self) -> List[Dict[int, torch.Tensor]]:
+        """``postings()[r][t]`` = sorted item ids holding token ``t`` on codebook ``r``."""
+        if self._postings is None:
+            codes = self.codes[1:].cpu()
+            self._postings = []
+            for r in range(self.n_codebooks):
+                lists: Dict[int, torch.Tensor] = {}
+                for t in codes[:, r].unique().tolist():
+                    lists[int(t)] = (codes[:, r] == t).nonzero().squeeze(1) + 1
+                self._postings.append(lists)
+        return self._postings
+
+    def items_with(self, codebook: int, token: int) -> torch.Tensor:
+        """Item ids holding ``token`` on ``codebook`` (posting list), ``[n]`` long (CPU)."""
+        return self.postings()[codebook].get(int(token), torch.empty(0, dtype=torch.long))
+
+    def consistent_items_reference(self, codebooks: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:
+        """Plain reference: intersect the posting lists of a path's pairs. Returns item ids (CPU)."""
+        items = torch.arange(1, self.n_items)
+        for r, t in zip(codebooks, tokens):
+            items = items[torch.isin(items, self.items_with(int(r), int(t)))]
+        return items
+
+    def contradicts(self, item: int, codebooks: Sequence[int], tokens: Sequence[int]) -> bool:
+        """True when ``item`` differs from the path on one of the path's codebooks."""
+        row = self.codes[item]
+        return any(int(row[int(r)]) != int(t) for r, t in zip(codebooks, tokens))
+
+    # ---- batched tensor form ----------------------------------------------------------------
+    def initial_mask(self, *lead: int) -> torch.Tensor:
+        """Items consistent with the empty path: every real item. ``[*lead, N]`` bool."""
+        return self.real_items.expand(*lead, self.n_items).clone()
+
+    def narrow(self, mask: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Add one pair to each path: ``mask [B, K, N]``, ``codebook, token [B, K]`` -> ``[B, K, N]``."""
+        return mask & (self.codes_t[codebook] == token.unsqueeze(-1))
+
+    def token_mass(self, weights: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Sum of item weights per token of one codebook per path.
+
+        Args:
+            weights: ``[B, K, N]`` float, e.g. the consistency mask (counts) or mask * p(item).
+            codebook: ``[B, K]`` long, the codebook each path may emit on.
+
+        Returns:
+            ``[B, K, D]``: entry ``t`` = sum of ``weights`` over items whose token on that
+            codebook is ``t`` (0 = emitting ``t`` would leave no consistent item).
+        """
+        index = self.codes_t[codebook]  # [B, K, N]
+        out = weights.new_zeros(*weights.shape[:-1], self.max_size)
+        return out.scatter_add_(-1, index, weights)
+
+    def token_mass_reference(self, weights: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Plain loop version of :meth:`token_mass` through the posting lists (tests only)."""
+        b, k, _ = weights.shape
+        out = weights.new_zeros(b, k, self.max_size)
+        for i in range(b):
+            for j in range(k):
+                r = int(codebook[i, j])
+                for t, items in self.postings()[r].items():
+                    out[i, j, t] = weights[i, j, items.to(weights.device)].sum()
+        return out

@@ -1,0 +1,183 @@
+"""Building blocks of the REG4Rec generator: token embeddings, the beam-aware decoder, output heads.
+
+Shapes use ``B`` users, ``K`` beams (paths) per user, ``S`` decoder positions, ``T`` history length,
+``H`` hidden size, ``M`` codebooks and ``D`` = the largest codebook size (``max(D_r)``).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TokenEmbedding(nn.Module):
+    """One embedding row per (codebook, token) pair, plus one pad row per codebook.
+
+    Rows are laid out codebook after codebook: codebook ``r`` owns rows
+    ``offsets[r] .. offsets[r] + D_r`` (the last one its pad code ``D_r``).
+    """
+
+    def __init__(self, codebook_sizes: Sequence[int], hidden_size: int) -> None:
+        super().__init__()
+        sizes = torch.tensor(list(codebook_sizes), dtype=torch.long)  # [M]
+        offsets = torch.cumsum(sizes + 1, dim=0) - (sizes + 1)  # [M]
+        self.n_codebooks = len(codebook_sizes)
+        self.max_size = int(sizes.max())
+        self.register_buffer("sizes", sizes, persistent=False)
+        self.register_buffer("offsets", offsets, persistent=False)
+        token_ids = torch.arange(self.max_size).unsqueeze(0)  # [1, D]
+        valid = token_ids < sizes.unsqueeze(1)  # [M, D]
+        flat = offsets.unsqueeze(1) + torch.where(valid, token_ids, sizes.unsqueeze(1))  # [M, D]
+        self.register_buffer("table_valid", valid, persistent=False)
+        self.register_buffer("table_index", flat, persistent=False)
+        self.embedding = nn.Embedding(int((sizes + 1).sum()), hidden_size)
+
+    def forward(self, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Embed (codebook, token) pairs of any shape ``[...]`` into ``[..., H]``."""
+        return self.embedding(self.offsets[codebook] + token)
+
+    def item_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
+        """Sum of an item's M token embeddings: ``codes [N, M]`` -> ``[N, H]`` (pad codes give 0)."""
+        real = (codes < self.sizes).unsqueeze(-1)  # [N, M, 1]
+        emb = self.embedding(codes + self.offsets)  # [N, M, H]
+        return (emb * real).sum(dim=1)
+
+    def codebook_tables(self) -> torch.Tensor:
+        """Token embeddings of every codebook, padded to ``[M, D, H]`` (pad slots hold the pad row)."""
+        return self.embedding(self.table_index)
+
+
+class BeamDecoderLayer(nn.Module):
+    """Pre-LN decoder layer: causal attention from the state stream to the emitted pairs, then
+    cross-attention to the history, then a feed-forward block.
+
+    Position ``s`` of the *state stream* ``x`` reads the step embeddings ``e_0..e_s`` (``e_0`` =
+    BOS, ``e_j`` = j-th emitted pair); the step embeddings are keys/values only and never mix
+    with each other, so the state after a prefix depends on the *set* of emitted pairs, not on
+    their order, whatever the number of layers (paths reaching the same set can be merged exactly).
+
+    The memory of a user is projected once (:meth:`memory_kv`) and shared by all of its beams,
+    so K never multiplies the cost of the history.
+    """
+
+    def __init__(self, hidden_size: int, n_heads: int, inner_size: int, dropout: float, attn_dropout: float) -> None:
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.head_dim = hidden_size // n_heads
+        self.attn_dropout = attn_dropout
+        self.norm_self = nn.LayerNorm(hidden_size)
+        self.norm_steps = nn.LayerNorm(hidden_size)
+        self.q_self = nn.Linear(hidden_size, hidden_size)
+        self.kv_self = nn.Linear(hidden_size, 2 * hidden_size)
+        self.out_self = nn.Linear(hidden_size, hidden_size)
+        self.norm_cross = nn.LayerNorm(hidden_size)
+        self.q_cross = nn.Linear(hidden_size, hidden_size)
+        self.kv_cross = nn.Linear(hidden_size, 2 * hidden_size)
+        self.out_cross = nn.Linear(hidden_size, hidden_size)
+        self.norm_ff = nn.LayerNorm(hidden_size)
+        self.ff = nn.Sequential(
+            nn.Linear(hidden_size, inner_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner_size, hidden_size)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., S, H]`` -> ``[..., nh, S, dh]``."""
+        *lead, s, _ = x.shape
+        return x.view(*lead, s, self.n_heads, self.head_dim).transpose(-3, -2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., nh, S, dh]`` -> ``[..., S, H]``."""
+        *lead, nh, s, dh = x.shape
+        return x.transpose(-3, -2).reshape(*lead, s, nh * dh)
+
+    def memory_kv(self, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Project the history once: ``memory [B, T, H]`` -> keys, values ``[B, nh, T, dh]``."""
+        k, v = self.kv_cross(memory).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(
+        self, x: torch.Tensor, steps: torch.Tensor, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Args:
+            x: ``[B, K, S, H]`` state stream (K paths per user, S positions).
+            steps: ``[B, K, S, H]`` step embeddings (BOS, then the emitted pairs).
+            mem_kv: keys and values ``[B, nh, T, dh]`` from :meth:`memory_kv`.
+            mem_mask: ``[B, T]`` bool, True where the history position is real.
+
+        Returns:
+            ``[B, K, S, H]``.
+        """
+        b, k, s, h = x.shape
+        p = self.attn_dropout if self.training else 0.0
+        # causal attention from each state to the pairs emitted so far (as a set)
+        q = self.q_self(self.norm_self(x))  # [B, K, S, H]
+        kk, v = self.kv_self(self.norm_steps(steps)).chunk(2, dim=-1)  # [B, K, S, H] each
+        att = F.scaled_dot_product_attention(
+            self._heads(q), self._heads(kk), self._heads(v), dropout_p=p, is_causal=True
+        )  # [B, K, nh, S, dh]
+        x = x + self.dropout(self.out_self(self._merge(att)))
+        # cross-attention: all K*S queries of a user share that user's memory
+        q = self._heads(self.q_cross(self.norm_cross(x)).reshape(b, k * s, h))  # [B, nh, K*S, dh]
+        mk, mv = mem_kv
+        att = F.scaled_dot_product_attention(q, mk, mv, attn_mask=mem_mask[:, None, None, :], dropout_p=p)
+        x = x + self.dropout(self.out_cross(self._merge(att).reshape(b, k, s, h)))
+        return x + self.dropout(self.ff(self.norm_ff(x)))
+
+
+class TokenDecoder(nn.Module):
+    """Stack of :class:`BeamDecoderLayer` with a final LayerNorm.
+
+    Every position of the state stream starts from the same query (BOS + user state); position
+    ``s`` then reads the first ``s`` emitted pairs. There is no step-position embedding, so the
+    output depends only on the *set* of emitted (codebook, token) pairs.
+    """
+
+    def __init__(
+        self, n_layers: int, hidden_size: int, n_heads: int, inner_size: int, dropout: float, attn_dropout: float
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            BeamDecoderLayer(hidden_size, n_heads, inner_size, dropout, attn_dropout) for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def memory_kv(self, memory: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer keys/values of ``memory [B, T, H]``."""
+        return [layer.memory_kv(memory) for layer in self.layers]
+
+    def forward(
+        self, steps: torch.Tensor, mem_kv: List[Tuple[torch.Tensor, torch.Tensor]], mem_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``steps [B, K, S, H]`` (position 0 = BOS query) -> states ``[B, K, S, H]``."""
+        x = steps[:, :, :1].expand_as(steps)
+        for layer, kv in zip(self.layers, mem_kv):
+            x = layer(x, steps, kv, mem_mask)
+        return self.norm(x)
+
+
+class CodebookHeads(nn.Module):
+    """M output heads: logits of codebook ``r`` = ``W_r h`` dot that codebook's token embeddings / tau."""
+
+    def __init__(self, n_codebooks: int, hidden_size: int, temperature: float) -> None:
+        super().__init__()
+        self.n_codebooks = n_codebooks
+        self.temperature = temperature
+        self.proj = nn.Linear(hidden_size, n_codebooks * hidden_size)
+
+    def forward(self, h: torch.Tensor, tables: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Args:
+            h: ``[..., H]`` decoder states.
+            tables: ``[M, D, H]`` token embeddings (:meth:`TokenEmbedding.codebook_tables`).
+            valid: ``[M, D]`` bool, False on padding slots of smaller codebooks.
+
+        Returns:
+            ``[..., M, D]`` logits, ``-inf`` on padding slots.
+        """
+        q = self.proj(h).view(*h.shape[:-1], self.n_codebooks, h.size(-1))  # [..., M, H]
+        logits = torch.einsum("...mh,mdh->...md", q, tables) / self.temperature
+        return logits.masked_fill(~valid, float("-inf"))

@@ -1,0 +1,449 @@
+r"""REG4Rec: reasoning-enhanced generative sequential recommender (first stage).
+
+Reference: Xing et al., "REG4Rec: Reasoning-Enhanced Generative Model for Large-Scale
+Recommendation Systems", arXiv 2508.15308. The formulation (our reading) is in DESIGN.md §2.
+
+Every item is written as M semantic tokens (one per codebook, :class:`SemanticIDs`). The model
+
+* encodes the history with a transformer (item = sum of its token embeddings, + optional item-ID
+  embedding, + position);
+* decodes tokens one (codebook, token) pair at a time; the step input is the pair emitted before
+  (token embedding + codebook-id embedding, no step position, so the order is free); the decoder
+  state after a prefix depends on the set of emitted pairs only (:class:`.layers.TokenDecoder`);
+  after every step it gives a distribution for every codebook not yet emitted (M heads, tau);
+* chooses the codebook order by confidence (CRSS), checks its paths with a reflection head and
+  the catalogue (CORP beam search, :mod:`.beam_search`);
+* optionally (``item_fusion_weight > 0``) keeps an item-level ID-softmax head whose
+  log-probability is added to the item scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.layers import TransformerEncoder
+from recbole.utils import InputType
+from torch import nn
+
+from ..tokenizer.semantic_ids import SemanticIDs
+from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search
+from .catalogue_index import CatalogueIndex
+from .crss import (
+    CONFIDENCES,
+    codebook_confidence,
+    fixed_orders,
+    inverse_permutation,
+    random_orders,
+    sample_next_codebook,
+)
+from .layers import CodebookHeads, TokenDecoder, TokenEmbedding
+
+
+def load_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None) -> SemanticIDs:
+    """Build (or load from the tokenizer cache) the dataset's semantic IDs."""
+    from ..tokenizer import build_semantic_ids
+
+    return build_semantic_ids(config, dataset, logger=logger)
+
+
+@dataclass
+class EncodedContext:
+    """Encoder output shared by every path of a user (B users)."""
+
+    mem_kv: List[Tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: keys, values [B, nh, T, dh]
+    mem_mask: torch.Tensor  # [B, T] bool, True on real history positions
+    last: torch.Tensor  # [B, H] state at the last history position
+
+    def select(self, rows: slice) -> "EncodedContext":
+        """The context of a slice of users."""
+        return EncodedContext(
+            [(k[rows], v[rows]) for k, v in self.mem_kv], self.mem_mask[rows], self.last[rows]
+        )
+
+
+class REG4Rec(SequentialRecommender):
+    r"""REG4Rec generator with CRSS, a reflection head and CORP beam search.
+
+    Ablation switches (used by ``REG4Rec_wo*`` configs): ``crss_enabled`` (False: fixed
+    codebook order), ``corp_enabled`` (False: plain beam search, items matched at the end),
+    tokenizer choice (residual tokens are ``ordered`` and force the fixed order).
+    """
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.logger = logging.getLogger()
+
+        # encoder (same keys as SASRec)
+        self.n_layers = config["n_layers"]
+        self.n_heads = config["n_heads"]
+        self.hidden_size = config["hidden_size"]
+        self.inner_size = config["inner_size"]
+        self.hidden_dropout_prob = config["hidden_dropout_prob"]
+        self.attn_dropout_prob = config["attn_dropout_prob"]
+        self.hidden_act = config["hidden_act"]
+        self.layer_norm_eps = config["layer_norm_eps"]
+        self.initializer_range = config["initializer_range"]
+        self.use_item_id_embedding = bool(config["item_id_embedding"])
+        # generator
+        self.decoder_layers = config["decoder_layers"]
+        self.token_temperature = float(config["token_temperature"])
+        self.item_fusion_weight = float(config["item_fusion_weight"])
+        self.item_loss_weight = float(config["item_loss_weight"])
+        self.reflection_loss_weight = float(config["reflection_loss_weight"])
+        # CRSS
+        self.crss_enabled = bool(config["crss_enabled"])
+        self.crss_confidence = config["crss_confidence"]
+        self.crss_temperature = float(config["crss_temperature"])
+        self.crss_warmup_epochs = int(config["crss_warmup_epochs"])
+        self.crss_beam_branch = int(config["crss_beam_branch"])
+        # inference
+        self.corp_enabled = bool(config["corp_enabled"])
+        self.beam_size = int(config["beam_size"])
+        self.beam_pool_factor = int(config["beam_pool_factor"])
+        self.beam_merge = bool(config["beam_merge"])
+        self.beam_chunk_users = int(config["beam_chunk_users"])
+        self.reflection_threshold = float(config["reflection_threshold"])
+        self.reflection_weight = float(config["reflection_weight"])
+
+        sids = load_semantic_ids(config, dataset, self.logger)
+        self._check_settings(config, dataset, sids)
+        self.n_codebooks = sids.n_codebooks
+        self.codebook_sizes = tuple(sids.codebook_sizes)
+        self.tokens_ordered = bool(sids.ordered)
+        steps = config["reasoning_steps"]
+        self.reasoning_steps = self.n_codebooks if steps in (None, 0) else int(steps)
+        self.fixed_order = self.tokens_ordered or not self.crss_enabled
+        self.register_buffer("codes", sids.codes.clone())  # [N, M], saved in checkpoints
+
+        # layers
+        h = self.hidden_size
+        self.token_embedding = TokenEmbedding(self.codebook_sizes, h)
+        self.item_embedding = nn.Embedding(self.n_items, h, padding_idx=0) if self.use_item_id_embedding else None
+        self.position_embedding = nn.Embedding(self.max_seq_length, h)
+        self.trm_encoder = TransformerEncoder(
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            hidden_size=h,
+            inner_size=self.inner_size,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attn_dropout_prob=self.attn_dropout_prob,
+            hidden_act=self.hidden_act,
+            layer_norm_eps=self.layer_norm_eps,
+        )
+        self.LayerNorm = nn.LayerNorm(h, eps=self.layer_norm_eps)
+        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.codebook_embedding = nn.Embedding(self.n_codebooks, h)
+        self.bos = nn.Parameter(torch.zeros(h))
+        self.decoder = TokenDecoder(
+            self.decoder_layers, h, self.n_heads, self.inner_size, self.hidden_dropout_prob, self.attn_dropout_prob
+        )
+        self.heads = CodebookHeads(self.n_codebooks, h, self.token_temperature)
+        self.reflection_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
+        self._epoch = -1
+        self._index: Optional[CatalogueIndex] = None
+        self._index_key = None
+        self.apply(self._init_weights)
+
+    # ---- setup --------------------------------------------------------------------------------
+    def _check_settings(self, config, dataset, sids: SemanticIDs) -> None:
+        """Fail before training on settings that cannot work."""
+        m = sids.n_codebooks
+        if sids.n_items != self.n_items:
+            raise ValueError(f"semantic IDs cover {sids.n_items} items but the dataset has {self.n_items}")
+        steps = config["reasoning_steps"]
+        if steps not in (None, 0) and not 1 <= int(steps) <= m:
+            raise ValueError(f"reasoning_steps={steps} must be between 1 and the number of codebooks M={m}")
+        if self.crss_confidence not in CONFIDENCES:
+            raise ValueError(f"crss_confidence must be one of {CONFIDENCES}, got {self.crss_confidence!r}")
+        topk = config["topk"]
+        max_k = max(topk) if isinstance(topk, (list, tuple)) else int(topk or 0)
+        if self.beam_size < max_k:
+            raise ValueError(
+                f"beam_size={self.beam_size} is smaller than the largest topk={max_k}: the beam could not fill the list"
+            )
+        if self.token_temperature <= 0:
+            raise ValueError(f"token_temperature must be > 0, got {self.token_temperature}")
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    def train(self, mode: bool = True):
+        """RecBole's trainer calls ``model.train()`` once at the start of every epoch: count them
+        (the CRSS warm-up is measured in epochs)."""
+        if mode:
+            self._epoch += 1
+        return super().train(mode)
+
+    def catalogue(self) -> CatalogueIndex:
+        """The inverted index of the current ``codes`` buffer (rebuilt if the buffer changed)."""
+        key = (self.codes.device, self.codes.data_ptr(), self.codes._version)
+        if self._index is None or self._index_key != key:
+            self._index = CatalogueIndex(self.codes, self.codebook_sizes)
+            self._index_key = key
+        return self._index
+
+    def beam_config(self) -> BeamConfig:
+        return BeamConfig(
+            beam_size=self.beam_size,
+            reasoning_steps=self.reasoning_steps,
+            branch=self.crss_beam_branch,
+            confidence=self.crss_confidence,
+            fixed_order=self.fixed_order,
+            corp=self.corp_enabled,
+            reflection_threshold=self.reflection_threshold,
+            reflection_weight=self.reflection_weight,
+            merge=self.beam_merge,
+            pool_factor=self.beam_pool_factor,
+            fusion_weight=self.item_fusion_weight,
+        )
+
+    # ---- encoder ------------------------------------------------------------------------------
+    def item_table(self) -> torch.Tensor:
+        """Input/output representation of every item: sum of its token embeddings
+        (+ its ID embedding). ``[N, H]``."""
+        table = self.token_embedding.item_embeddings(self.codes)
+        if self.item_embedding is not None:
+            table = table + self.item_embedding.weight
+        return table
+
+    def encode(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> EncodedContext:
+        """Encode histories ``item_seq [B, T]`` (lengths ``[B]``) once for all their paths."""
+        position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
+        input_emb = self.item_table()[item_seq] + self.position_embedding(position_ids).unsqueeze(0)  # [B, T, H]
+        input_emb = self.dropout(self.LayerNorm(input_emb))
+        attention_mask = self.get_attention_mask(item_seq)
+        output = self.trm_encoder(input_emb, attention_mask, output_all_encoded_layers=True)[-1]  # [B, T, H]
+        last = self.gather_indexes(output, item_seq_len - 1)  # [B, H]
+        mem_mask = torch.arange(item_seq.size(1), device=item_seq.device) < item_seq_len.unsqueeze(1)  # [B, T]
+        return EncodedContext(self.decoder.memory_kv(output), mem_mask, last)
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """The user state at the last history position, ``[B, H]`` (as SASRec's forward)."""
+        return self.encode(item_seq, item_seq_len).last
+
+    # ---- decoder ------------------------------------------------------------------------------
+    def decode(self, ctx: EncodedContext, codebooks: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Decoder states after each prefix of K paths per user.
+
+        Args:
+            codebooks, tokens: ``[B, K, S]`` emitted pairs.
+
+        Returns:
+            ``[B, K, S + 1, H]``: position ``s`` = the state after the first ``s`` pairs.
+        """
+        b, k, _ = codebooks.shape
+        bos = (self.bos + ctx.last).view(b, 1, 1, -1).expand(b, k, 1, -1)  # [B, K, 1, H]
+        steps = self.token_embedding(codebooks, tokens) + self.codebook_embedding(codebooks)  # [B, K, S, H]
+        x = self.dropout(torch.cat([bos, steps], dim=2))
+        return self.decoder(x, ctx.mem_kv, ctx.mem_mask)
+
+    def token_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """``states [..., H]`` -> logits of every codebook ``[..., M, D]`` (-inf on pad slots)."""
+        return self.heads(states, self.token_embedding.codebook_tables(), self.token_embedding.table_valid)
+
+    def step_function(self, ctx: EncodedContext):
+        """The :data:`~.beam_search.StepFn` of these users: last decoder state -> token
+        log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``."""
+
+        def step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            state = self.decode(ctx, codebooks, tokens)[:, :, -1]  # [B, K, H]
+            log_probs = torch.log_softmax(self.token_logits(state), dim=-1)
+            reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
+            return log_probs, reflect
+
+        return step
+
+    # ---- training -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_training_orders(self, ctx: EncodedContext, target: torch.Tensor) -> torch.Tensor:
+        """CRSS training orders ``[B, M]``.
+
+        Fixed order for ordered tokens / ``crss_enabled=False``; random during the warm-up
+        epochs; afterwards step by step from ``softmax(confidence / crss_temperature)`` of the
+        model conditioned on the ground-truth tokens emitted so far (M - 1 batched decoder
+        passes without gradient).
+        """
+        b, m = target.shape
+        if self.fixed_order:
+            return fixed_orders(b, m, target.device)
+        if self._epoch < self.crss_warmup_epochs:
+            return random_orders(b, m, target.device)
+        order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
+        emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
+        for _ in range(m - 1):
+            tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
+            state = self.decode(ctx, order, tokens)[:, 0, -1]  # [B, H]
+            conf = codebook_confidence(torch.log_softmax(self.token_logits(state), dim=-1), self.crss_confidence)
+            nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
+            emitted[torch.arange(b, device=target.device), nxt] = True
+            order = torch.cat([order, nxt.view(b, 1, 1)], dim=2)
+        last = (~emitted).float().argmax(dim=1)
+        return torch.cat([order.view(b, -1), last.view(b, 1)], dim=1)
+
+    def token_loss(self, logits: torch.Tensor, target: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy for every codebook not yet emitted at every step.
+
+        Args:
+            logits: ``[B, M (step), M (codebook), D]``; target: ``[B, M]``; orders: ``[B, M]``.
+        """
+        b, m = target.shape
+        rank = inverse_permutation(orders)  # [B, M]
+        remaining = rank.unsqueeze(1) >= torch.arange(m, device=target.device).view(1, m, 1)  # [B, M, M]
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), target.unsqueeze(1).expand(b, m, m).reshape(-1), reduction="none"
+        ).view(b, m, m)
+        return (ce * remaining).sum() / remaining.sum()
+
+    def reflection_loss(
+        self, ctx: EncodedContext, states: torch.Tensor, logits: torch.Tensor, orders: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """Binary loss of the reflection head.
+
+        Positives: every prefix of the target path (``states [B, M + 1, H]`` positions 1..M).
+        Negatives: one model-proposed wrong token (the most likely non-target token of the
+        codebook at a random step k) replaces the target token; every prefix containing it is
+        inconsistent.
+        """
+        b, m = tokens.shape
+        rows = torch.arange(b, device=tokens.device)
+        pos_logit = self.reflection_head(states[:, 1:]).squeeze(-1)  # [B, M]
+        k = torch.randint(0, m, (b,), device=tokens.device)  # index of the replaced step
+        cb = orders[rows, k]
+        step_logits = logits[rows, k, cb].detach().clone()  # [B, D]
+        step_logits[rows, tokens[rows, k]] = float("-inf")
+        wrong = step_logits.argmax(dim=-1)
+        neg_tokens = tokens.clone()
+        neg_tokens[rows, k] = wrong
+        neg_states = self.decode(ctx, orders.unsqueeze(1), neg_tokens.unsqueeze(1))[:, 0, 1:]  # [B, M, H]
+        neg_logit = self.reflection_head(neg_states).squeeze(-1)  # [B, M]
+        neg_mask = torch.arange(m, device=tokens.device).unsqueeze(0) >= k.unsqueeze(1)  # [B, M]
+        all_logit = torch.cat([pos_logit.reshape(-1), neg_logit[neg_mask]])
+        labels = torch.cat([torch.ones(b * m, device=tokens.device), torch.zeros(int(neg_mask.sum()), device=tokens.device)])
+        return F.binary_cross_entropy_with_logits(all_logit, labels)
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        pos_items = interaction[self.POS_ITEM_ID]
+        ctx = self.encode(item_seq, item_seq_len)
+        target = self.codes[pos_items]  # [B, M]
+        orders = self.sample_training_orders(ctx, target)  # [B, M]
+        tokens = target.gather(1, orders)  # [B, M]
+        states = self.decode(ctx, orders.unsqueeze(1), tokens.unsqueeze(1))[:, 0]  # [B, M + 1, H]
+        logits = self.token_logits(states[:, :-1])  # [B, M, M, D]
+        loss = self.token_loss(logits, target, orders)
+        if self.reflection_loss_weight > 0:
+            loss = loss + self.reflection_loss_weight * self.reflection_loss(ctx, states, logits, orders, tokens)
+        if self.item_fusion_weight > 0 and self.item_loss_weight > 0:
+            item_logits = ctx.last @ self.item_table().t()  # [B, N]
+            loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
+        return loss
+
+    # ---- inference ----------------------------------------------------------------------------
+    def item_log_prior(self, ctx: EncodedContext) -> Optional[torch.Tensor]:
+        """Item-level log-probabilities ``[B, N]`` of the ID head (None when fusion is off)."""
+        if self.item_fusion_weight <= 0:
+            return None
+        logits = ctx.last @ self.item_table().t()
+        logits[:, 0] = float("-inf")
+        return torch.log_softmax(logits, dim=-1)
+
+    def path_scores(self, ctx: EncodedContext, items: torch.Tensor) -> torch.Tensor:
+        """Token score of one item per user along its greedy CRSS path (no beam): ``items [B]`` -> ``[B]``.
+
+        Equals what a beam wide enough (``crss_beam_branch`` = 1) gives that item.
+        """
+        b = items.size(0)
+        target = self.codes[items]  # [B, M]
+        step = self.step_function(ctx)
+        cfg = self.beam_config()
+        cb = torch.zeros(b, 1, 0, dtype=torch.long, device=items.device)
+        emitted = torch.zeros(b, 1, self.n_codebooks, dtype=torch.bool, device=items.device)
+        score = torch.zeros(b, 1, device=items.device)
+        for s in range(self.reasoning_steps + 1):
+            log_probs, reflect = step(cb, target.gather(1, cb.view(b, -1)).view(b, 1, -1))  # [B, 1, M, D]
+            if s > 0 and cfg.corp:
+                score, _ = apply_reflection(score, reflect, cfg)
+            tok_lp = log_probs.gather(3, target.view(b, 1, -1, 1)).squeeze(-1)  # [B, 1, M]
+            if s == self.reasoning_steps:
+                return (score + tok_lp.masked_fill(emitted, 0.0).sum(-1)).squeeze(1)
+            if self.fixed_order:
+                r = torch.full((b, 1), s, dtype=torch.long, device=items.device)
+            else:
+                conf = codebook_confidence(log_probs, self.crss_confidence).masked_fill(emitted, float("-inf"))
+                r = conf.argmax(dim=-1)  # [B, 1]
+            score = score + tok_lp.gather(2, r.unsqueeze(-1)).squeeze(-1)
+            emitted = emitted.scatter(2, r.unsqueeze(-1), True)
+            cb = torch.cat([cb, r.unsqueeze(-1)], dim=2)
+        raise AssertionError("unreachable")
+
+    def predict(self, interaction) -> torch.Tensor:
+        """Scores of ``interaction[ITEM_ID]`` (sampled evaluation): greedy-path token score
+        (+ fused item log-probability). ``[B]``."""
+        ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        items = interaction[self.ITEM_ID]
+        score = self.path_scores(ctx, items)
+        prior = self.item_log_prior(ctx)
+        if prior is not None:
+            score = score + self.item_fusion_weight * prior.gather(1, items.unsqueeze(1)).squeeze(1)
+        return score
+
+    def beam_search(self, ctx: EncodedContext) -> Tuple[BeamResult, Optional[torch.Tensor], torch.Tensor]:
+        """Run CORP beam search for the users of ``ctx`` (one chunk).
+
+        Returns the :class:`BeamResult`, the item log-prior ``[B, N]`` (or None) and the
+        fallback token score ``[B, N]`` (sum over codebooks of the first-step log-probabilities).
+        """
+        b = ctx.last.size(0)
+        step = self.step_function(ctx)
+        index = self.catalogue()
+        prior = self.item_log_prior(ctx)
+        result = corp_beam_search(step, index, b, self.beam_config(), prior)
+        first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
+                        torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
+        fallback = sum(first[:, 0, r, index.codes_t[r]] for r in range(self.n_codebooks))  # [B, N]
+        return result, prior, fallback
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        """Scores of every item ``[B, N]``: items reached by the beam first (fused path score),
+        every other item below them, ordered by its fallback score."""
+        ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        out = []
+        for start in range(0, ctx.last.size(0), self.beam_chunk_users):
+            out.append(self._rank_chunk(ctx.select(slice(start, start + self.beam_chunk_users))))
+        return torch.cat(out, dim=0)
+
+    def _rank_chunk(self, ctx: EncodedContext) -> torch.Tensor:
+        result, prior, fallback = self.beam_search(ctx)
+        beam_score = result.item_scores  # [B, N]
+        if prior is not None:
+            beam_score = beam_score + self.item_fusion_weight * prior
+            fallback = fallback + self.item_fusion_weight * prior
+        return rank_beam_first(beam_score, fallback)
+
+
+def rank_beam_first(beam_score: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Combine ``[B, N]`` beam scores (-inf = not reached) and fallback scores so that every
+    reached item is above every other item; both groups keep their own order; item 0 is -inf."""
+    reached = torch.isfinite(beam_score)
+    reached[:, 0] = False
+    fb = fallback.clone()
+    fb[:, 0] = float("-inf")
+    lowest_beam = torch.where(reached, beam_score, torch.full_like(beam_score, float("inf"))).min(dim=1).values
+    fb_real = torch.where(torch.isfinite(fb), fb, torch.full_like(fb, float("-inf")))
+    highest_fb = fb_real[:, 1:].max(dim=1).values
+    shift = torch.where(reached.any(dim=1), (highest_fb - lowest_beam).clamp_min(0) + 1.0, torch.zeros_like(highest_fb))
+    return torch.where(reached, beam_score + shift.unsqueeze(1), fb)
