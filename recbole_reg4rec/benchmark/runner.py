@@ -1,0 +1,216 @@
+"""Run one benchmark cell (one model variant, one seed) and measure it.
+
+A cell runs in its own Python process::
+
+    python -m recbole_reg4rec.benchmark.runner REQUEST.json RESULT.json
+
+so its peak memory is its own (``ru_maxrss`` of that process), a crash or a kill loses only
+that cell, and RecBole's global state (loggers, seeds, sys.argv parsing) starts clean. The
+result is written atomically (:func:`recbole_reg4rec.benchmark.store.write_json_atomic`) only
+after the test evaluation finished, so a cell killed mid-way leaves no result and is redone.
+
+The request holds ``model``, ``dataset``, ``config_file_list`` and ``config_dict`` exactly as
+given to RecBole's ``Config``, plus the bookkeeping fields copied into the result (``label``,
+``seed``, ``cell_id``, ``spec_hash``...). Measured, in the result:
+
+* ``valid`` / ``test``: best validation metrics, test metrics of the best (early-stopped) model;
+* ``epochs_trained``, ``best_epoch``;
+* ``train_s_per_epoch``: wall seconds of the training passes (``Trainer._train_epoch``) divided
+  by the epochs trained; ``valid_s_total`` the same for validation passes; ``fit_s`` the whole
+  ``Trainer.fit``; ``eval_s``: the test evaluation (best-model reload included);
+* ``peak_rss_mb``: peak resident memory of the cell's process; ``cuda_peak_mb``:
+  ``torch.cuda.max_memory_allocated`` on a GPU (else ``None``);
+* ``device``, ``config_hash`` (of the resolved RecBole config, seed and paths left out), and the
+  resolved ``config`` itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import resource
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict
+
+#: Resolved-config keys that do not change what is computed (left out of ``config_hash``).
+VOLATILE_KEYS = frozenset(
+    {
+        "seed", "checkpoint_dir", "show_progress", "state", "log_wandb", "wandb_project", "gpu_id",
+        "worker", "device", "local_rank", "nproc", "world_size", "offset", "ip", "port",
+        "dataset_save_path", "dataloaders_save_path", "save_dataset", "save_dataloaders", "data_path",
+    }
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def config_hash(final_config: Dict[str, Any]) -> str:
+    """Short hash of a resolved RecBole config, :data:`VOLATILE_KEYS` left out."""
+    kept = {k: v for k, v in final_config.items() if k not in VOLATILE_KEYS}
+    text = json.dumps(_jsonable(kept), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _EpochMeter:
+    """Wraps a trainer's ``_train_epoch`` / ``_valid_epoch`` to count and time them."""
+
+    def __init__(self, trainer) -> None:
+        self.train_epochs = 0
+        self.train_s = 0.0
+        self.valid_passes = 0
+        self.valid_s = 0.0
+        self.last_epoch = -1
+        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+        def timed_train(train_data, epoch_idx, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return train_epoch(train_data, epoch_idx, *args, **kwargs)
+            finally:
+                self.train_s += time.perf_counter() - start
+                self.train_epochs += 1
+                self.last_epoch = epoch_idx
+
+        def timed_valid(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return valid_epoch(*args, **kwargs)
+            finally:
+                self.valid_s += time.perf_counter() - start
+                self.valid_passes += 1
+
+        trainer._train_epoch = timed_train
+        trainer._valid_epoch = timed_valid
+
+
+def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
+    """Train, validate and test one cell in this process; return its result record."""
+    import torch
+
+    import recbole_reg4rec  # noqa: F401  (compatibility layer + our models)
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    from ..quick_start import reset_logger
+
+    started_at = _now()
+    sys.argv = sys.argv[:1]  # RecBole's Config parses --key=value from the command line
+    config = Config(
+        model=request["model"],
+        dataset=request["dataset"],
+        config_file_list=request.get("config_file_list") or None,
+        config_dict=request.get("config_dict") or None,
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    reset_logger()
+    init_logger(config)
+    logger = logging.getLogger()
+    log_file = request.get("log_file")
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        logger.addHandler(handler)
+    logger.info(f"benchmark cell {request.get('label')} seed {config['seed']}")
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    meter = _EpochMeter(trainer)
+    on_cuda = torch.cuda.is_available() and str(config["device"]).startswith("cuda")
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+    fit_start = time.perf_counter()
+    best_valid_score, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
+    fit_s = time.perf_counter() - fit_start
+    eval_start = time.perf_counter()
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
+    eval_s = time.perf_counter() - eval_start
+    logger.info(f"best valid: {dict(best_valid or {})}")
+    logger.info(f"test result: {dict(test)}")
+
+    epochs = max(meter.train_epochs, 1)
+    best_epoch = None
+    if meter.valid_passes and config["eval_step"] > 0:
+        best_epoch = meter.last_epoch - trainer.cur_step * config["eval_step"]
+    checkpoint = getattr(trainer, "saved_model_file", None)
+    if checkpoint and not request.get("keep_checkpoint", False) and os.path.exists(checkpoint):
+        os.remove(checkpoint)
+        checkpoint = None
+
+    final_config = _jsonable(dict(config.final_config_dict))
+    return {
+        **{k: request.get(k) for k in ("cell_id", "label", "model", "kind", "seed", "steps", "variant",
+                                       "dataset", "profile", "spec_hash")},
+        "status": "ok",
+        "run_id": uuid.uuid4().hex,
+        "started_at": started_at,
+        "finished_at": _now(),
+        "device": str(config["device"]),
+        "config_hash": config_hash(final_config),
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "epochs_trained": meter.train_epochs,
+        "best_epoch": best_epoch,
+        "fit_s": fit_s,
+        "train_s_total": meter.train_s,
+        "train_s_per_epoch": meter.train_s / epochs,
+        "valid_s_total": meter.valid_s,
+        "eval_s": eval_s,
+        "peak_rss_mb": _peak_rss_mb(),
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None,
+        "best_valid_score": float(best_valid_score),
+        "valid": {k: float(v) for k, v in dict(best_valid or {}).items()},
+        "test": {k: float(v) for k, v in dict(test).items()},
+        "checkpoint": checkpoint,
+        "config": final_config,
+    }
+
+
+def main(argv=None) -> int:
+    from .store import write_json_atomic
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m recbole_reg4rec.benchmark.runner REQUEST.json RESULT.json", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        request = json.load(f)
+    record = run_cell(request)
+    write_json_atomic(Path(argv[1]), record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
