@@ -20,6 +20,7 @@ from . import registry as _registry  # noqa: E402
 _registry.install()
 
 from . import model  # noqa: E402,F401  (registers the models)
+from . import trainer  # noqa: E402,F401  (registers their trainers)
 from .compat.checkpoints import (  # noqa: E402
     CorruptCheckpointError,
     UnsafeCheckpointError,

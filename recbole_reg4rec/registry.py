@@ -63,6 +63,11 @@ def register_model(model_class: type, property_files: Sequence[str] = (), name: 
     _PROPERTY_FILES[name] = [property_file(f) for f in property_files]
 
 
+def add_property_files(model_name: str, property_files: Sequence[str]) -> None:
+    """Append property files to an already registered model (loaded after its own)."""
+    _PROPERTY_FILES[model_name] = _PROPERTY_FILES[model_name] + [property_file(f) for f in property_files]
+
+
 def register_trainer(model_name: str, trainer_class: type) -> None:
     """Make ``get_trainer(..., model_name)`` return ``trainer_class``."""
     import recbole.trainer

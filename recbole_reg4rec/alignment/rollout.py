@@ -1,0 +1,115 @@
+"""Sampling G catalogue-consistent reasoning paths per context, batched.
+
+The encoder runs once per context (``model.encode``) and its output is shared by all G
+rollouts; rollouts are ``[B, G, ...]`` tensors and the only Python loop is over the M steps.
+At every step the codebook is drawn by CRSS from ``softmax(confidence / order_temperature)``
+over the codebooks not yet emitted (or the fixed order), and the token from the model's
+distribution on that codebook at ``token_temperature``, restricted to tokens that keep at least
+one catalogue item consistent with the path (CORP's catalogue check). So every sampled path
+names a real item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model.crss import codebook_confidence, sample_next_codebook
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Rollouts:
+    """G sampled full paths for each of B contexts (M steps)."""
+
+    codebooks: torch.Tensor  # [B, G, M] codebook emitted at each step
+    tokens: torch.Tensor  # [B, G, M] token emitted at each step
+    allowed: torch.Tensor  # [B, G, M, D] bool, tokens the catalogue allowed at each step
+    logp: torch.Tensor  # [B, G, M] log-prob of each emitted token (sampling policy, T = 1)
+    reflect_logit: torch.Tensor  # [B, G, M] reflection logit after each step
+
+
+def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
+
+
+@torch.no_grad()
+def sample_paths(
+    model, ctx, group_size: int, token_temperature: float = 1.0, order_temperature: float = 1.0
+) -> Rollouts:
+    """Sample ``group_size`` catalogue-consistent paths per context.
+
+    Args:
+        model: a :class:`~recbole_reg4rec.model.reg4rec.REG4Rec` (uses ``decode``,
+            ``token_logits``, ``reflection_head``, ``catalogue()``, ``fixed_order``,
+            ``crss_confidence``).
+        ctx: its ``EncodedContext`` for B contexts, computed once.
+        group_size: G.
+        token_temperature: sampling temperature of tokens (> 0).
+        order_temperature: CRSS temperature of the codebook choice (<= 0: most confident).
+    """
+    b = ctx.last.size(0)
+    g = group_size
+    m = model.n_codebooks
+    device = ctx.last.device
+    index = model.catalogue()
+    consistent = index.initial_mask(b, g)  # [B, G, N] items consistent with each path
+    codebooks = torch.zeros(b, g, 0, dtype=torch.long, device=device)
+    tokens = torch.zeros(b, g, 0, dtype=torch.long, device=device)
+    emitted = torch.zeros(b * g, m, dtype=torch.bool, device=device)
+    rows = torch.arange(b * g, device=device)
+    allowed_steps, logp_steps, reflect_steps = [], [], []
+    for s in range(m + 1):
+        # ctx is broadcast over the G paths: the encoder output is shared, not recomputed
+        state = model.decode(ctx, codebooks, tokens)[:, :, -1]  # [B, G, H]
+        if s > 0:
+            reflect_steps.append(model.reflection_head(state).squeeze(-1))  # about the s-pair prefix
+        if s == m:
+            break
+        logits = model.token_logits(state).view(b * g, m, -1)  # [BG, M, D]
+        if model.fixed_order:
+            chosen = torch.full((b * g,), s, dtype=torch.long, device=device)
+        else:
+            conf = codebook_confidence(torch.log_softmax(logits, dim=-1), model.crss_confidence)  # [BG, M]
+            chosen = sample_next_codebook(conf, emitted, order_temperature)
+        allowed = index.token_mass(consistent.float(), chosen.view(b, g)).view(b * g, -1) > 0  # [BG, D]
+        step_logits = logits[rows, chosen]  # [BG, D]
+        sample_logp = _masked_log_softmax(step_logits / token_temperature, allowed)
+        token = torch.multinomial(sample_logp.exp(), 1).squeeze(-1)  # [BG]
+        logp_steps.append(_masked_log_softmax(step_logits, allowed)[rows, token])
+        allowed_steps.append(allowed)
+        consistent = index.narrow(consistent, chosen.view(b, g), token.view(b, g))
+        emitted[rows, chosen] = True
+        codebooks = torch.cat([codebooks, chosen.view(b, g, 1)], dim=2)
+        tokens = torch.cat([tokens, token.view(b, g, 1)], dim=2)
+    return Rollouts(
+        codebooks=codebooks,
+        tokens=tokens,
+        allowed=torch.stack(allowed_steps, dim=1).view(b, g, m, -1),
+        logp=torch.stack(logp_steps, dim=1).view(b, g, m),
+        reflect_logit=torch.stack(reflect_steps, dim=2),
+    )
+
+
+def path_log_probs(model, ctx, rollouts: Rollouts):
+    """Re-score sampled paths under ``model`` (with gradient), one decoder pass per path.
+
+    Args:
+        ctx: ``model``'s ``EncodedContext`` for the B contexts.
+
+    Returns:
+        ``logp [B, G, M]`` log-probability of each emitted token (restricted to the tokens the
+        catalogue allowed, as when sampling) and ``reflect_logit [B, G, M]``.
+    """
+    b, g, m = rollouts.tokens.shape
+    states = model.decode(ctx, rollouts.codebooks, rollouts.tokens)  # [B, G, M + 1, H]
+    logits = model.token_logits(states[:, :, :-1])  # [B, G, M (step), M (codebook), D]
+    step_logits = logits.gather(
+        3, rollouts.codebooks.view(b, g, m, 1, 1).expand(b, g, m, 1, logits.size(-1))
+    ).squeeze(3)  # [B, G, M, D]
+    logp = _masked_log_softmax(step_logits, rollouts.allowed)
+    token_logp = logp.gather(-1, rollouts.tokens.unsqueeze(-1)).squeeze(-1)  # [B, G, M]
+    reflect_logit = model.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, G, M]
+    return token_logp, reflect_logit

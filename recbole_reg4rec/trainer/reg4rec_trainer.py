@@ -1,0 +1,174 @@
+"""REG4RecTrainer: supervised stage 1, then the PARS alignment stage, in one ``fit``.
+
+Stage 1 is RecBole's own training loop (early stopping on the validation metric). Stage 2
+starts from the best stage-1 model, freezes a copy of it as the reference policy and runs
+GRPO epochs (:func:`.alignment_step.alignment_loss`) through the same loop, so validation,
+early stopping, checkpoints and the final best-model reload work as usual: stage 2 only
+replaces the saved model when it beats the best validation score so far.
+
+Checkpoints record the stage (and, in stage 2, the reference weights), so
+``trainer.resume_checkpoint(file)`` followed by ``fit`` continues the stage it was in.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from time import time
+from typing import Dict, Optional
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import early_stopping, get_gpu_usage, set_color
+from tqdm import tqdm
+
+from ..alignment import attach_future_items
+from ..compat.checkpoints import load_checkpoint
+from .alignment_step import AlignmentSettings, alignment_loss
+
+
+class REG4RecTrainer(Trainer):
+    """Trainer of REG4Rec and its ablations (found by RecBole's ``get_trainer``)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.stage = 1
+        self.pars_enabled = bool(config["pars_enabled"])
+        self.stage2_epochs = int(config["pars_epochs"])
+        self.pars_learning_rate = float(config["pars_learning_rate"])
+        self.pars_settings: Optional[AlignmentSettings] = (
+            AlignmentSettings.from_config(config) if self.pars_enabled else None
+        )
+        self.stage1_checkpoint = config["stage1_checkpoint"]
+        self.stage2_end_epoch: Optional[int] = None
+        self.reference = None
+        self._last_epoch_idx = -1
+        self._future_attached = False
+
+    # ---- checkpoint state (see compat.checkpoints) ------------------------------------------
+    def extra_checkpoint_state(self) -> Dict:
+        state = {"stage": self.stage, "stage2_end_epoch": self.stage2_end_epoch}
+        if self.stage == 2:
+            state["reference_state_dict"] = self.reference.state_dict()
+        return state
+
+    def restore_extra_checkpoint_state(self, extra: Dict) -> None:
+        self.stage = int(extra.get("stage", 1))
+        if self.stage == 2:
+            self.stage2_end_epoch = int(extra["stage2_end_epoch"])
+            self.reference = self._frozen_copy()
+            self.reference.load_state_dict(extra["reference_state_dict"])
+            self.logger.info(set_color("Resuming the alignment stage (stage 2)", "pink"))
+
+    # ---- the two stages ---------------------------------------------------------------------
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self.stage == 2:  # resumed from a stage-2 checkpoint
+            self.epochs = self.stage2_end_epoch
+        elif self.pars_enabled and self.stage1_checkpoint:
+            checkpoint = load_checkpoint(self.stage1_checkpoint, map_location=self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.best_valid_score = checkpoint["best_valid_score"]
+            self.logger.info(f"Stage 1 taken from {self.stage1_checkpoint} (epoch {checkpoint['epoch']})")
+            self._switch_to_stage2(first_epoch=int(checkpoint["epoch"]) + 1)
+        else:
+            if self.pars_enabled and self.epochs <= 0:
+                raise ValueError(
+                    "the alignment stage needs a stage-1 model to start from, but epochs = 0 and no "
+                    "stage1_checkpoint is set. Train stage 1 (epochs > 0) or set stage1_checkpoint to a "
+                    "REG4Rec checkpoint file."
+                )
+            if verbose:
+                self.logger.info(set_color("Stage 1: supervised training", "pink"))
+            super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+            if not self.pars_enabled or self.stage2_epochs <= 0:
+                return self.best_valid_score, self.best_valid_result
+            if saved:  # start from the best stage-1 model, not the last
+                checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
+                self.model.load_state_dict(checkpoint["state_dict"])
+                self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            else:
+                self.logger.warning("saved=False: stage 2 starts from the last stage-1 weights, not the best")
+            self._switch_to_stage2(first_epoch=self._last_epoch_idx + 1)
+        if verbose:
+            self.logger.info(set_color("Stage 2: preference alignment (PARS)", "pink"))
+        if not self._future_attached and self.pars_settings.msra_horizon > 0:
+            attach_future_items(train_data._dataset, self.pars_settings.msra_horizon)
+            self._future_attached = True
+        super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        return self.best_valid_score, self.best_valid_result
+
+    def _frozen_copy(self):
+        reference = copy.deepcopy(self.model)
+        reference.eval()
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        return reference
+
+    def _switch_to_stage2(self, first_epoch: int) -> None:
+        """The current weights become both the starting policy and the frozen reference; epoch
+        numbers continue after stage 1's, with their own budget and early-stopping patience."""
+        self.stage = 2
+        self.reference = self._frozen_copy()
+        self.start_epoch = first_epoch
+        self.epochs = self.stage2_end_epoch = first_epoch + self.stage2_epochs
+        self.cur_step = 0  # patience restarts; best_valid_score is kept, so stage 2 must beat stage 1
+        self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=self.pars_learning_rate)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._last_epoch_idx = epoch_idx
+        if self.stage == 1:
+            return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        return self._alignment_epoch(train_data, epoch_idx, show_progress)
+
+    def _alignment_epoch(self, train_data, epoch_idx: int, show_progress: bool) -> float:
+        """One GRPO epoch over the training contexts; logs reward components, KL, clip
+        fraction and reflection accuracy (log line + tensorboard)."""
+        # dropout off: the sampling policy and the policy being updated must be the same function
+        self.model.eval()
+        sums: Dict[str, float] = defaultdict(float)
+        squares: Dict[str, float] = defaultdict(float)
+        n_batches, n_paths, total_loss = 0, 0, 0.0
+        batches = (
+            tqdm(train_data, total=len(train_data), ncols=100,
+                 desc=set_color(f"Align {epoch_idx:>5}", "pink"))
+            if show_progress else train_data
+        )
+        for interaction in batches:
+            interaction = interaction.to(self.device)
+            self.optimizer.zero_grad()
+            out = alignment_loss(self.model, self.reference, interaction, self.pars_settings)
+            loss = out["loss"]
+            self._check_nan(loss)
+            loss.backward()
+            if self.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+            self.optimizer.step()
+            total_loss += float(loss)
+            n_batches += 1
+            for name in ("hit", "step", "reflect", "total"):
+                values = out[name].float()
+                sums[name] += float(values.sum())
+                squares[name] += float((values**2).sum())
+            n_paths += out["total"].numel()
+            for name in ("kl", "clip_fraction", "reflection_accuracy", "reflection_bce"):
+                sums[name] += float(out[name])
+            if show_progress:
+                batches.set_postfix(reward=f"{sums['total'] / n_paths:.3f}", kl=f"{sums['kl'] / n_batches:.4f}")
+                if self.gpu_available:
+                    batches.set_postfix_str(set_color("GPU RAM: " + get_gpu_usage(self.device), "yellow"))
+        stats = {}
+        for name in ("hit", "step", "reflect", "total"):
+            mean = sums[name] / max(n_paths, 1)
+            stats[f"reward_{name}_mean"] = mean
+            stats[f"reward_{name}_std"] = max(squares[name] / max(n_paths, 1) - mean**2, 0.0) ** 0.5
+        for name in ("kl", "clip_fraction", "reflection_accuracy", "reflection_bce"):
+            stats[name] = sums[name] / max(n_batches, 1)
+        for name, value in stats.items():
+            self.tensorboard.add_scalar(f"Alignment/{name}", value, epoch_idx)
+        self.logger.info(
+            set_color(f"epoch {epoch_idx} alignment", "pink") + ": "
+            + ", ".join(f"{k}={v:.4f}" for k, v in stats.items())
+        )
+        self.last_alignment_stats = stats
+        return total_loss / max(n_batches, 1)
