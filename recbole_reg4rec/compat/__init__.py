@@ -13,7 +13,7 @@ numpy behaviour is not changed beyond the aliases.
 
 import warnings
 
-from . import atomic_files, checkpoints
+from . import atomic_files, checkpoints, distributed
 from .numpy_aliases import compatibility_settings, restore_numpy_aliases
 
 _APPLIED = False
@@ -30,6 +30,7 @@ def apply() -> None:
     Config.compatibility_settings = compatibility_settings
     atomic_files.install()
     checkpoints.install()
+    distributed.install()
     _silence_recbole_inplace_deprecations()
     _APPLIED = True
 

@@ -83,11 +83,11 @@ class ParamSpec:
         if d == "uniform":
             return tune.uniform(*a)
         if d == "quniform":
-            return tune.quniform(*a)
+            return tune.quniform(*_snap(a[0], a[1], a[2]))
         if d == "loguniform":
             return tune.loguniform(math.exp(a[0]), math.exp(a[1]))
         if d == "qloguniform":
-            return tune.qloguniform(math.exp(a[0]), math.exp(a[1]), a[2])
+            return tune.qloguniform(*_snap(math.exp(a[0]), math.exp(a[1]), a[2]))
         if d == "randint":
             return tune.randint(int(a[0]), int(a[1]))
         if d == "qrandint":
@@ -105,6 +105,17 @@ class ParamSpec:
         if d == "randint":
             return f"{self.key}: randint {int(a[0])} .. {int(a[1]) - 1}"
         return f"{self.key}: {d} " + ", ".join(f"{x:g}" for x in a)
+
+
+def _snap(lower: float, upper: float, q: float) -> Tuple[float, float, float]:
+    """Bounds moved inwards to multiples of ``q``: Ray Tune requires them, hyperopt (RecBole's
+    convention) does not; the values a trial can get are the same multiples of ``q``."""
+    def on_grid(x: float) -> bool:
+        return math.isclose(x / q, round(x / q), rel_tol=1e-9, abs_tol=1e-9)
+
+    low = lower if on_grid(lower) else math.ceil(lower / q) * q
+    high = upper if on_grid(upper) else math.floor(upper / q) * q
+    return low, high, q
 
 
 def _literal(text: str, where: str, usage: str) -> Any:
@@ -158,7 +169,14 @@ def _parse_line(text: str, line: int, source: str) -> ParamSpec:
         raise ParamsFileError(f"{where}: the step q of {key!r} must be positive, got {numbers[2]}.")
     if dist in ("randint", "qrandint") and not all(float(x).is_integer() for x in numbers):
         raise ParamsFileError(f"{where}: {dist} for {key!r} needs integers, got {raw!r}; use uniform/quniform for floats.")
-    return ParamSpec(key, dist, tuple(numbers), line, source)
+    spec = ParamSpec(key, dist, tuple(numbers), line, source)
+    try:
+        domain = spec.to_tune()
+        if n_args == 3 and domain.lower > domain.upper:
+            raise ValueError(f"no multiple of q={numbers[2]} lies in the range")
+    except ValueError as err:  # Ray's own checks, e.g. on quantization
+        raise ParamsFileError(f"{where}: `{key} {dist} {raw}` is not a valid Ray Tune range: {err}") from None
+    return spec
 
 
 def parse_params_text(text: str, source: str = "<params>") -> List[ParamSpec]:

@@ -135,8 +135,9 @@ def prepare(settings: SweepSettings) -> PreparedSweep:
         raise SweepError(str(err)) from None
 
     overrides = dict(settings.overrides)
+    # known keys: RecBole's and the model's defaults, the dataset's and the config files' keys
+    known = set(_build_config(settings.model, settings.dataset, config_files, {}).final_config_dict)
     config = _build_config(settings.model, settings.dataset, config_files, overrides)
-    known = set(config.final_config_dict)
     unknown = [k for k in overrides if k not in known]
     if unknown:
         import difflib
@@ -208,7 +209,6 @@ def ray_session(settings: SweepSettings):
     if ray.is_initialized():
         yield
         return
-    check_address(settings.address)
     kwargs = dict(include_dashboard=False, log_to_driver=True)
     if settings.address not in (None, "", "local"):
         kwargs["address"] = settings.address
@@ -244,6 +244,7 @@ def _scheduler(prepared: PreparedSweep):
 def run_sweep(settings: SweepSettings) -> SweepResult:
     """Validate, run every trial on Ray Tune, and write the result files."""
     prepared = prepare(settings)
+    check_address(settings.address)
     output = Path(settings.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     with ray_session(settings):
@@ -397,7 +398,8 @@ def markdown(table, prepared: PreparedSweep) -> str:
         return "(no trials)"
     keys = {spec.key for spec in prepared.specs}
     formats = ["g" if column in keys else ".4f" for column in table.columns]
-    return table.to_markdown(index=False, floatfmt=formats)
+    shown = table.astype(object).where(table.notna(), None)  # missing values as empty cells
+    return shown.to_markdown(index=False, floatfmt=formats, missingval="")
 
 
 def _finite(value: Any) -> bool:
