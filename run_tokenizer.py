@@ -62,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except TokenizerConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(report.table())
+    # build_semantic_ids logged the report table already (RecBole's logger prints to the console).
     print(f"codes: {tuple(sem.codes.shape)}, codebook sizes {sem.codebook_sizes}, ordered={sem.ordered}")
     return 0
 

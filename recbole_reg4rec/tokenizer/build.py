@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -40,7 +41,23 @@ def build_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None)
 
 def build_semantic_ids_with_report(config, dataset, logger: Optional[logging.Logger] = None):
     """As :func:`build_semantic_ids`, also returning the :class:`TokenizerReport`."""
-    logger = logger or logging.getLogger()
+    with _torch_threads(1):
+        return _build(config, dataset, logger or logging.getLogger())
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Run with ``n`` intra-op threads, then restore: the tokenizer's matrices are tiny, and on a
+    busy 2-core machine extra threads made MPQ training 5-10x slower, never faster."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _build(config, dataset, logger: logging.Logger):
     settings = TokenizerSettings.from_config(config)
     settings.check_catalogue(dataset.item_num - 1)
     source = resolve_source(dataset, settings, logger)
@@ -75,6 +92,9 @@ def build_semantic_ids_with_report(config, dataset, logger: Optional[logging.Log
         result = train_mpq(real, settings, show_progress=bool(_get(config, "show_progress")), on_epoch=on_epoch)
         codes, sizes = result.codes, (settings.codebook_size,) * settings.n_codebooks
         recon, latents = result.recon_error, result.latents
+        if settings.mpq_resolve_collisions:
+            before = f"{100 * result.unique_before_resolution:.2f} %"
+            resolution = f"unique before: {before}, items re-assigned: {result.n_reassigned}"
     else:
         result = train_rq_kmeans(real, settings.n_codebooks, settings.codebook_size, int(settings.tokenizer_seed))
         codes, sizes, recon, latents = result.codes, result.codebook_sizes, result.recon_error, None
@@ -88,6 +108,8 @@ def build_semantic_ids_with_report(config, dataset, logger: Optional[logging.Log
         "items without train inter.": features.n_without_interactions,
         "seconds (features/total)": f"{feature_seconds:.1f} / {time.perf_counter() - started:.1f}",
     }
+    if tokenizer == "mpq" and settings.mpq_resolve_collisions:
+        extra["collision resolution"] = resolution
     if tokenizer == "rq":
         unique_before = make_report(tokenizer, result.prefix_codes, sizes[:-1]).unique_share
         extra["unique before de-dup"] = f"{100 * unique_before:.2f} %"

@@ -5,7 +5,7 @@ Sources (``mpq_feature_source``):
 - ``side_info``: the dataset's ``.item`` fields. token / token_seq fields become a TF-IDF bag of
   tokens, float fields are standardized, float_seq fields (precomputed embeddings) are taken as
   given; the blocks are put side by side and reduced by truncated SVD to ``feature_dim``.
-- ``collaborative``: item embeddings of a small next-item model trained on the *training*
+- ``collaborative``: item embeddings factorized from the co-occurrence of items in the *training*
   interactions held by the dataset a model receives (``train_data._dataset``).
 - ``hybrid``: both, each L2-normalized, concatenated.
 - any other value names a float_seq item field whose rows are used as they are.
@@ -22,8 +22,6 @@ from typing import List, Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -40,8 +38,8 @@ class ItemFeatures:
         vectors: ``[item_num, d]`` float32; row 0 (padding) is zero.
         source: the feature source actually used (after any fallback).
         n_without_side_info: real items whose side information is empty (0 if not applicable).
-        n_without_interactions: real items absent from the training interactions (collaborative
-            vectors of those items are their random initialisation).
+        n_without_interactions: real items absent from the training interactions (their
+            collaborative vector is zero).
     """
 
     vectors: torch.Tensor
@@ -266,64 +264,48 @@ def training_sequences(dataset, history: int) -> Tuple[torch.Tensor, torch.Tenso
     return torch.from_numpy(hist[keep]), torch.from_numpy(items[keep]).long()
 
 
-class NextItemModel(nn.Module):
-    """Predicts the next item from a recency-weighted mean of the last ``history`` items.
-
-    Args:
-        n_items: ``item_num`` (padding included).
-        dim: embedding size.
-        history: window length W.
-    """
-
-    def __init__(self, n_items: int, dim: int, history: int) -> None:
-        super().__init__()
-        self.context = nn.Embedding(n_items, dim, padding_idx=0)
-        self.target = nn.Embedding(n_items, dim)
-        self.position_logit = nn.Parameter(torch.zeros(history))
-        self.bias = nn.Parameter(torch.zeros(n_items))
-        nn.init.normal_(self.context.weight, std=0.1)
-        nn.init.normal_(self.target.weight, std=0.1)
-        with torch.no_grad():
-            self.context.weight[0].zero_()
-
-    def forward(self, hist: torch.Tensor) -> torch.Tensor:
-        """``hist [B, W]`` -> logits ``[B, n_items]`` (padding column masked)."""
-        mask = hist > 0  # [B, W]
-        weight = self.position_logit.expand_as(hist).masked_fill(~mask, float("-inf"))
-        weight = torch.nan_to_num(torch.softmax(weight, dim=1))  # empty history -> zeros
-        ctx = (weight.unsqueeze(-1) * self.context(hist)).sum(1)  # [B, dim]
-        logits = ctx @ self.target.weight.T + self.bias  # [B, n_items]
-        logits[:, 0] = float("-inf")
-        return logits
-
-    def item_vectors(self) -> torch.Tensor:
-        """``[n_items, dim]``: context + target embedding (as GloVe sums its two tables)."""
-        return (self.context.weight + self.target.weight).detach()
-
-
 def collaborative_vectors(dataset, settings: TokenizerSettings) -> Tuple[np.ndarray, np.ndarray]:
-    """Train :class:`NextItemModel` on the dataset's (training) interactions.
+    """Item embeddings factorized from the training interactions' co-occurrence (item2vec's closed form).
+
+    Every (history item at distance k, next item) pair of the training split adds ``1 / k`` to a
+    symmetric co-occurrence matrix; its positive PMI (context counts smoothed by ``^0.75``) is
+    factorized by truncated SVD, as word2vec's skip-gram implicitly does (Levy & Goldberg, 2014).
+    Deterministic, and about a second on ml-100k where a softmax model needs minutes on 2 cores.
 
     Returns:
-        vectors: ``[item_num, collab_dim]`` float array.
+        vectors: ``[item_num, <= collab_dim]`` float array (``U sqrt(S)``); zero rows for items
+            absent from the training interactions.
         seen: ``[item_num]`` bool, items present in the training interactions.
     """
-    hist, target = training_sequences(dataset, settings.collab_history)
-    seen = np.zeros(dataset.item_num, dtype=bool)
-    seen[hist[hist > 0].numpy()] = True
+    n = dataset.item_num
+    hist, target = training_sequences(dataset, settings.collab_history)  # [N, W], [N]
+    w = hist.size(1)
+    distance = torch.arange(w, 0, -1).expand_as(hist)  # most recent item has distance 1
+    mask = hist > 0
+    rows = hist[mask].numpy()
+    cols = target.unsqueeze(1).expand_as(hist)[mask].numpy()
+    weight = (1.0 / distance[mask].double()).numpy()
+    counts = sp.coo_matrix((weight, (rows, cols)), shape=(n, n)).tocsr()
+    counts = (counts + counts.T).tocsr()  # order-free co-occurrence
+    seen = np.zeros(n, dtype=bool)
+    seen[rows] = True
     seen[target.numpy()] = True
-    with torch.random.fork_rng(devices=[]):  # local seeding: leave the caller's RNG untouched
-        torch.manual_seed(int(settings.tokenizer_seed))
-        gen = torch.Generator().manual_seed(int(settings.tokenizer_seed))
-        model = NextItemModel(dataset.item_num, settings.collab_dim, settings.collab_history)
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.collab_lr)
-        n = target.numel()
-        for _ in range(settings.collab_epochs):
-            perm = torch.randperm(n, generator=gen)
-            for start in range(0, n, settings.collab_batch_size):
-                idx = perm[start : start + settings.collab_batch_size]
-                loss = F.cross_entropy(model(hist[idx]), target[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    return model.item_vectors().numpy().astype(np.float64), seen
+
+    ppmi = _positive_pmi(counts)
+    dim = min(settings.collab_dim, n - 2)
+    svd = TruncatedSVD(n_components=dim, algorithm="randomized", random_state=int(settings.tokenizer_seed))
+    u = svd.fit_transform(ppmi)  # = U S
+    vectors = u / np.sqrt(np.maximum(svd.singular_values_, 1e-12))  # U sqrt(S)
+    return vectors, seen
+
+
+def _positive_pmi(counts: sp.csr_matrix, alpha: float = 0.75) -> sp.csr_matrix:
+    """``max(0, log(p(i, j) / (p(i) p_alpha(j))))`` on the non-zero cells of ``counts``."""
+    total = counts.sum()
+    row = np.asarray(counts.sum(1)).ravel()
+    col = np.asarray(counts.sum(0)).ravel() ** alpha
+    col = col / col.sum()
+    coo = counts.tocoo()
+    pmi = np.log(coo.data / total) - np.log(row[coo.row] / total) - np.log(col[coo.col])
+    keep = pmi > 0
+    return sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from tqdm import tqdm
 
+from .diagnostics import collision_stats
 from .settings import TokenizerSettings
 
 
@@ -119,12 +120,17 @@ class MPQResult:
         latents: ``[N, M, H]`` expert latents after training.
         recon_error: relative reconstruction error ``||v - D(q)||^2 / ||v||^2`` (v standardized).
         history: per-epoch mean of each loss term.
+        unique_before_resolution: share of items with a unique token set before collisions were
+            resolved (``nan`` when resolution is off).
+        n_reassigned: items that got a second-nearest codeword to make their set unique.
     """
 
     codes: torch.Tensor
     latents: torch.Tensor
     recon_error: float
     history: List[Dict[str, float]] = field(default_factory=list)
+    unique_before_resolution: float = float("nan")
+    n_reassigned: int = 0
 
 
 def train_mpq(
@@ -177,10 +183,59 @@ def train_mpq(
         with torch.no_grad():
             latents = model.encode(v)
             codes = model.assign(latents)
+            result = MPQResult(codes, latents, float("nan"), history)
+            if settings.mpq_resolve_collisions:
+                result.unique_before_resolution = collision_stats(codes)[0]
+                result.codes, result.n_reassigned = resolve_collisions(latents, model.codebooks, codes)
             gate = torch.softmax(model.gate(v), dim=-1)
-            q = (gate.unsqueeze(-1) * model.lookup(codes)).sum(1)
-            recon_error = float((model.decoder(q) - v).pow(2).sum() / v.pow(2).sum())
-    return MPQResult(codes, latents, recon_error, history)
+            q = (gate.unsqueeze(-1) * model.lookup(result.codes)).sum(1)
+            result.recon_error = float((model.decoder(q) - v).pow(2).sum() / v.pow(2).sum())
+    return result
+
+
+@torch.no_grad()
+def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: torch.Tensor):
+    """Make token sets unique by moving items off shared sets at the least extra distortion.
+
+    In every group of items sharing a full token set, the item closest to its codewords keeps
+    the set; each other item (in item order) swaps one token for the cheapest alternative
+    ``(codebook r, codeword j)``, cost ``||e^r - z_{r,j}||^2 - ||e^r - z_{r,c^r}||^2``, that gives a
+    set no item holds yet. Unordered tokens have no spare de-duplication slot, so this is how MPQ
+    keeps items apart; it touches only colliding items, and only their second-best choices.
+
+    Args:
+        latents: ``[N, M, H]``; codebooks: ``[M, D, H]``; codes: ``[N, M]``.
+    Returns:
+        (new codes ``[N, M]``, number of items re-assigned).
+    """
+    dist = (latents.unsqueeze(2) - codebooks.unsqueeze(0)).pow(2).sum(-1)  # [N, M, D]
+    own = dist.gather(2, codes.unsqueeze(2))  # [N, M, 1]
+    extra = (dist - own).flatten(1)  # [N, M * D], 0 at the current codes
+    codes = codes.clone()
+    taken = {tuple(row) for row in codes.tolist()}
+    _, group, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
+    quant_error = own.squeeze(2).sum(1)  # [N]
+    n_moved = 0
+    d = codebooks.size(1)
+    for g in torch.nonzero(counts > 1).flatten().tolist():
+        members = torch.nonzero(group == g).flatten()
+        keeper = members[quant_error[members].argmin()]
+        for i in members.tolist():
+            if i == int(keeper):
+                continue
+            row = codes[i].tolist()
+            for flat in torch.argsort(extra[i], stable=True).tolist():
+                r, j = divmod(flat, d)
+                if j == row[r]:
+                    continue
+                candidate = tuple(row[:r] + [j] + row[r + 1 :])
+                if candidate not in taken:
+                    taken.add(candidate)
+                    codes[i, r] = j
+                    n_moved += 1
+                    break
+    return codes, n_moved
+
 
 
 def _standardize(v: torch.Tensor) -> torch.Tensor:

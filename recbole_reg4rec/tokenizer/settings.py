@@ -25,19 +25,17 @@ class TokenizerSettings:
     mpq_feature_source: str = "hybrid"
     feature_dim: int = 64
     collab_dim: int = 64
-    collab_epochs: int = 5
     collab_history: int = 20
-    collab_lr: float = 0.01
-    collab_batch_size: int = 1024
     mpq_expert_hidden: int = 128
     mpq_latent_dim: int = 32
     mpq_beta: float = 0.25
-    mpq_orth_weight: float = 0.1
+    mpq_orth_weight: float = 1.0
     mpq_epochs: int = 150
     mpq_lr: float = 0.003
     mpq_batch_size: int = 256
     mpq_kmeans_init: bool = True
     mpq_dead_code_restart: bool = True
+    mpq_resolve_collisions: bool = True
     tokenizer_cache_dir: Optional[str] = "saved/semantic_ids"
     tokenizer_seed: Optional[int] = None
 
@@ -67,15 +65,13 @@ class TokenizerSettings:
             )
         _check_int(self.n_codebooks, "n_codebooks", 1, "it is M, the number of tokens per item (e.g. 4)")
         _check_int(self.codebook_size, "codebook_size", 2, "it is D, the codewords per codebook (e.g. 64)")
-        for key in ("feature_dim", "collab_dim", "collab_history", "collab_batch_size",
+        for key in ("feature_dim", "collab_dim", "collab_history",
                     "mpq_expert_hidden", "mpq_latent_dim", "mpq_batch_size"):
             _check_int(getattr(self, key), key, 1, "it is a size")
-        for key in ("collab_epochs", "mpq_epochs"):
-            _check_int(getattr(self, key), key, 0, "it is a number of epochs")
+        _check_int(self.mpq_epochs, "mpq_epochs", 0, "it is a number of epochs")
         for key in ("mpq_beta", "mpq_orth_weight"):
             _check_float(getattr(self, key), key, allow_zero=True)
-        for key in ("mpq_lr", "collab_lr"):
-            _check_float(getattr(self, key), key, allow_zero=False)
+        _check_float(self.mpq_lr, "mpq_lr", allow_zero=False)
         if not isinstance(self.mpq_feature_source, str) or not self.mpq_feature_source:
             raise TokenizerConfigError(
                 f"mpq_feature_source={self.mpq_feature_source!r}: set it to one of "
