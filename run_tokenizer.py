@@ -41,6 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
+    from recbole_reg4rec.compat.atomic_files import AtomicFileError
     from recbole_reg4rec.registry import property_file
     from recbole_reg4rec.tokenizer import TokenizerConfigError, build_semantic_ids_with_report
 
@@ -59,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         dataset = create_dataset(config)
         train_data, _, _ = data_preparation(config, dataset)
         sem, report = build_semantic_ids_with_report(config, train_data._dataset)
-    except TokenizerConfigError as err:
+    except (TokenizerConfigError, AtomicFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     # build_semantic_ids logged the report table already (RecBole's logger prints to the console).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -13,7 +12,7 @@ import torch
 from .cache import SemanticIDCache, dataset_fingerprint
 from .diagnostics import TokenizerReport, make_report
 from .features import build_item_features, resolve_source
-from .mpq import train_mpq
+from .mpq import torch_threads, train_mpq
 from .residual import train_rq_kmeans
 from .semantic_ids import SemanticIDs
 from .settings import TokenizerSettings
@@ -41,20 +40,8 @@ def build_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None)
 
 def build_semantic_ids_with_report(config, dataset, logger: Optional[logging.Logger] = None):
     """As :func:`build_semantic_ids`, also returning the :class:`TokenizerReport`."""
-    with _torch_threads(1):
+    with torch_threads(1):
         return _build(config, dataset, logger or logging.getLogger())
-
-
-@contextmanager
-def _torch_threads(n: int):
-    """Run with ``n`` intra-op threads, then restore: the tokenizer's matrices are tiny, and on a
-    busy 2-core machine extra threads made MPQ training 5-10x slower, never faster."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _build(config, dataset, logger: logging.Logger):
@@ -79,7 +66,7 @@ def _build(config, dataset, logger: logging.Logger):
             return sem, report
 
     started = time.perf_counter()
-    features = build_item_features(dataset, settings, logger)
+    features = build_item_features(dataset, settings, logger, source)
     feature_seconds = time.perf_counter() - started
     real = features.vectors[1:]  # [N, d], padding excluded
     writer = _tensorboard(logger)

@@ -95,11 +95,14 @@ def side_info_fields(dataset) -> List[str]:
 
 
 def build_item_features(
-    dataset, settings: TokenizerSettings, logger: Optional[logging.Logger] = None
+    dataset, settings: TokenizerSettings, logger: Optional[logging.Logger] = None, source: Optional[str] = None
 ) -> ItemFeatures:
-    """Compute ``[item_num, d]`` feature vectors for every item of ``dataset``."""
+    """Compute ``[item_num, d]`` feature vectors for every item of ``dataset``.
+
+    ``source`` is the result of :func:`resolve_source` when the caller already has it.
+    """
     logger = logger or logging.getLogger(__name__)
-    source = resolve_source(dataset, settings, logger)
+    source = source or resolve_source(dataset, settings, logger)
     item_num = dataset.item_num
     seed = int(settings.tokenizer_seed)
 

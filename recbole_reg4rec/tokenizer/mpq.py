@@ -14,6 +14,7 @@ are moved onto latents of random items (dead-code restart).
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -26,6 +27,18 @@ from tqdm import tqdm
 
 from .diagnostics import collision_stats
 from .settings import TokenizerSettings
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` intra-op threads, then restore: the tokenizer's matrices are tiny, and on a
+    busy 2-core machine extra threads made MPQ training 5-10x slower, never faster."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class ParallelExperts(nn.Module):
@@ -150,7 +163,7 @@ def train_mpq(
     v = _standardize(features.float())  # [N, d]
     n = v.size(0)
     m, d = settings.n_codebooks, settings.codebook_size
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch_threads(1):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         model = MPQ(v.size(1), m, d, settings.mpq_latent_dim, settings.mpq_expert_hidden)
@@ -171,7 +184,7 @@ def train_mpq(
                 optimizer.step()
                 usage.scatter_add_(1, out["codes"].T, torch.ones_like(out["codes"].T, dtype=usage.dtype))
                 for k in ("loss", "recon", "codebook", "commit", "orth"):
-                    sums[k] = sums.get(k, 0.0) + float(out[k])
+                    sums[k] = sums.get(k, 0.0) + float(out[k].detach())
                 n_batches += 1
             stats = {k: s / n_batches for k, s in sums.items()}
             if settings.mpq_dead_code_restart:
