@@ -6,16 +6,24 @@ RecBole 1.2.1 assumes GPUs whenever it runs distributed:
   ``backend="nccl"``, and sets ``device = cuda:<local_rank>`` / ``torch.cuda.set_device``;
 * ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which torch refuses for a CPU module;
-* ``Trainer._map_reduce`` weighs each rank's metrics by its number of *batches* times the
-  length of a batch tuple (``len(batched_data)``), not by its number of evaluated users;
 * every rank names its checkpoint after its own clock (``<model>-<time>.pth``) but only rank 0
   writes it, so another rank may load a file that does not exist, or one rank 0 has not
-  written yet, when it evaluates the best model.
+  written yet, when it evaluates the best model;
+* gradients are averaged across ranks only by the trick in RecBole's own ``_train_epoch``
+  (``set_reduce_hook`` + ``sync_grad_loss``); a trainer with its own loop (our alignment
+  stage) would silently train a different model on every rank.
 
 :func:`install` keeps RecBole's behaviour on CUDA (nccl, one GPU per rank) and, when CUDA is
-unavailable or ``gpu_id`` is empty, uses the ``gloo`` backend on the CPU instead. Evaluation
-metrics of all ranks are averaged weighted by each rank's number of evaluated users; all ranks
-use rank 0's checkpoint name and wait for rank 0 before loading the best model.
+unavailable or ``gpu_id`` is empty, uses the ``gloo`` backend on the CPU instead. All ranks
+use rank 0's checkpoint name, and ``fit`` / ``evaluate`` wait for rank 0's checkpoint before
+any rank reads it. Every optimizer a trainer builds averages the gradients across ranks before
+its step unless RecBole's DDP hook already did in that step, so custom training loops stay in
+sync too. On the CPU each rank uses ``cpu_count // nproc`` torch threads (no oversubscription).
+
+Evaluation metrics are gathered by RecBole's ``_map_reduce``: each rank's averages, weighted by
+its batch count. ``DistributedSampler`` gives every rank the same number of users (padding
+with repeats), so this is the exact per-user mean when ``nproc`` divides the number of
+evaluated users; otherwise up to ``nproc - 1`` users count twice (RecBole's behaviour, kept).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ def _wrap_init_device(original):
         )
         cfg["device"] = torch.device("cpu")
         cfg["single_spec"] = False
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(cfg.get("nproc") or 1))))
         if cfg["local_rank"] != 0:
             cfg["state"] = "error"
             cfg["show_progress"] = False
@@ -93,51 +102,88 @@ def _wrap_trainer_init(original):
     return __init__
 
 
+def _wrap_fit(original):
+    """All ranks leave ``fit`` together, after rank 0 has written its last checkpoint."""
+
+    @functools.wraps(original)
+    def fit(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if not self.config["single_spec"]:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return result
+
+    fit.__reg4rec_wrapped__ = True
+    return fit
+
+
+def _wrap_set_reduce_hook(original):
+    """Note that DDP's reducer will average this step's gradients (see :func:`_average_gradients`)."""
+
+    @functools.wraps(original)
+    def set_reduce_hook(self):
+        original(self)
+        self._reg4rec_ddp_reduces = True
+
+    set_reduce_hook.__reg4rec_wrapped__ = True
+    return set_reduce_hook
+
+
+def _average_gradients(trainer) -> None:
+    """Average ``trainer.model``'s gradients over all ranks (before an optimizer step).
+
+    Skipped when RecBole's DDP hook already reduced this step's gradients. A parameter keeps
+    ``grad = None`` when no rank produced a gradient for it, as in a single process.
+    """
+    if getattr(trainer, "_reg4rec_ddp_reduces", False):
+        trainer._reg4rec_ddp_reduces = False
+        return
+    import torch
+    import torch.distributed as dist
+
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    if not params:
+        return
+    world = dist.get_world_size()
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(has_grad)
+    for p, count in zip(params, has_grad.tolist()):
+        if count == 0:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad.div_(world)
+
+
+def _wrap_build_optimizer(original):
+    @functools.wraps(original)
+    def _build_optimizer(self, **kwargs):
+        optimizer = original(self, **kwargs)
+        if not self.config["single_spec"]:
+            optimizer.register_step_pre_hook(lambda _opt, _args, _kwargs: _average_gradients(self))
+        return optimizer
+
+    _build_optimizer.__reg4rec_wrapped__ = True
+    return _build_optimizer
+
+
 def _wrap_evaluate(original):
-    """Wait for rank 0's checkpoint before loading it; record the number of users (rows) each
-    rank evaluated, for :func:`_map_reduce`."""
+    """Wait until rank 0 has written the checkpoint before any rank loads the best model."""
 
     @functools.wraps(original)
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        kwargs = dict(load_best_model=load_best_model, model_file=model_file, show_progress=show_progress)
-        if self.config["single_spec"] or not hasattr(self, "evaluator"):
-            return original(self, eval_data, **kwargs)
-        if eval_data and load_best_model:
+        if not self.config["single_spec"] and eval_data and load_best_model:
             import torch.distributed as dist
 
-            dist.barrier()  # rank 0 has written the best checkpoint
-        args = (eval_data,)
-        evaluator = self.evaluator
-        inner = evaluator.evaluate
-
-        def counting(struct):
-            rows = None
-            for key in ("rec.topk", "rec.score", "rec.meanrank", "data.label"):
-                if key in struct:
-                    rows = len(struct[key])
-                    break
-            self._reg4rec_eval_rows = rows
-            return inner(struct)
-
-        evaluator.evaluate = counting
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            del evaluator.evaluate  # back to the class method
+            dist.barrier()
+        return original(
+            self, eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
+        )
 
     evaluate.__reg4rec_wrapped__ = True
     return evaluate
-
-
-def _wrap_map_reduce(original):
-    @functools.wraps(original)
-    def _map_reduce(self, result, num_sample):
-        rows = getattr(self, "_reg4rec_eval_rows", None)
-        self._reg4rec_eval_rows = None
-        return original(self, result, num_sample if rows is None else rows)
-
-    _map_reduce.__reg4rec_wrapped__ = True
-    return _map_reduce
 
 
 def install() -> None:
@@ -151,7 +197,12 @@ def install() -> None:
     Trainer = trainer_module.Trainer
     if not getattr(Trainer.__init__, "__reg4rec_wrapped__", False):
         Trainer.__init__ = _wrap_trainer_init(Trainer.__init__)
+    if not getattr(Trainer.fit, "__reg4rec_wrapped__", False):
+        Trainer.fit = _wrap_fit(Trainer.fit)
+    if not getattr(Trainer._build_optimizer, "__reg4rec_wrapped__", False):
+        Trainer._build_optimizer = _wrap_build_optimizer(Trainer._build_optimizer)
+    AbstractTrainer = trainer_module.AbstractTrainer
+    if not getattr(AbstractTrainer.set_reduce_hook, "__reg4rec_wrapped__", False):
+        AbstractTrainer.set_reduce_hook = _wrap_set_reduce_hook(AbstractTrainer.set_reduce_hook)
     if not getattr(Trainer.evaluate, "__reg4rec_wrapped__", False):
         Trainer.evaluate = _wrap_evaluate(Trainer.evaluate)
-    if not getattr(Trainer._map_reduce, "__reg4rec_wrapped__", False):
-        Trainer._map_reduce = _wrap_map_reduce(Trainer._map_reduce)
