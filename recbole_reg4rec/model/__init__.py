@@ -1,11 +1,28 @@
 """Generative models of REG4Rec; importing this package registers them with RecBole by name."""
 
-from ..registry import PROPERTIES_DIR, register_model
+from ..registry import register_model
+from .ablations import ABLATIONS, REG4Rec_woCORP, REG4Rec_woCRSS, REG4Rec_woMPQ, REG4Rec_woMSRA, REG4Rec_woPARS
 from .reg4rec import REG4Rec
+from .tiger import TIGER
 
-__all__ = ["REG4Rec"]
+__all__ = [
+    "REG4Rec",
+    "REG4Rec_woCORP",
+    "REG4Rec_woCRSS",
+    "REG4Rec_woMPQ",
+    "REG4Rec_woMSRA",
+    "REG4Rec_woPARS",
+    "TIGER",
+    "GENERATIVE_MODELS",
+]
 
-# tokenizer defaults first, then the generator's own (later files override earlier ones)
-_PROPERTIES = tuple(f for f in ("tokenizer.yaml", "model/REG4Rec.yaml") if (PROPERTIES_DIR / f).is_file())
+# Later files override earlier ones: tokenizer defaults, the generator's, the alignment stage's,
+# then what defines a variant.
+_BASE = ("tokenizer.yaml", "model/REG4Rec.yaml", "alignment.yaml")
 
-register_model(REG4Rec, property_files=_PROPERTIES)
+register_model(REG4Rec, property_files=_BASE)
+for _cls in (*ABLATIONS, TIGER):
+    register_model(_cls, property_files=(*_BASE, f"model/{_cls.__name__}.yaml"))
+
+#: Every model trained by REG4RecTrainer.
+GENERATIVE_MODELS = (REG4Rec, *ABLATIONS, TIGER)

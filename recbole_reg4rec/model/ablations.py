@@ -1,0 +1,61 @@
+"""Ablations of REG4Rec (DESIGN.md §2 "Ablations"): the same model with one component removed.
+
+Each is a registered RecBole model with its own property file (``properties/model/<name>.yaml``)
+holding the settings that define it; the code is REG4Rec's. The defining settings are
+enforced, so an ablation cannot silently be run with its component switched back on.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from .reg4rec import REG4Rec
+
+
+class _Ablation(REG4Rec):
+    """REG4Rec with ``FIXED`` settings that the configuration must not contradict."""
+
+    FIXED: Dict[str, object] = {}
+
+    def __init__(self, config, dataset):
+        for key, value in self.FIXED.items():
+            if config[key] != value:
+                raise ValueError(
+                    f"{type(self).__name__} is REG4Rec with {key} = {value!r} (that is the ablation), but the "
+                    f"configuration sets {key} = {config[key]!r}. Remove that setting, or run model REG4Rec."
+                )
+        super().__init__(config, dataset)
+
+
+class REG4Rec_woMPQ(_Ablation):
+    """Residual (RQ-KMeans) tokens instead of MPQ's parallel codebooks; ordered tokens force the
+    fixed codebook order."""
+
+    FIXED = {"tokenizer": "rq"}
+
+
+class REG4Rec_woCRSS(_Ablation):
+    """Fixed codebook order 0..M-1 instead of confidence-based reasoning step selection."""
+
+    FIXED = {"crss_enabled": False}
+
+
+class REG4Rec_woPARS(_Ablation):
+    """Stage 1 only: no preference-alignment stage."""
+
+    FIXED = {"pars_enabled": False}
+
+
+class REG4Rec_woMSRA(_Ablation):
+    """Alignment rewards credit only the next item (MSRA horizon H = 0)."""
+
+    FIXED = {"msra_horizon": 0}
+
+
+class REG4Rec_woCORP(_Ablation):
+    """Plain beam search: no catalogue or reflection pruning, no merging; items matched at the end."""
+
+    FIXED = {"corp_enabled": False}
+
+
+ABLATIONS = (REG4Rec_woMPQ, REG4Rec_woCRSS, REG4Rec_woPARS, REG4Rec_woMSRA, REG4Rec_woCORP)
