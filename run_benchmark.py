@@ -13,8 +13,9 @@ Hit @5/10/20, early stopping on valid NDCG@10, CE loss without negative sampling
     REG4Rec[item_fusion_weight=0]        a variant: config keys changed for this entry only
     REG4Rec[@my_settings.yaml]           a variant read from a yaml file
     faithful=REG4Rec[item_fusion_weight=0]   the same under a short label
---steps=1-4 (or 1,2,4) runs every REG4Rec-family entry once per reasoning_steps L, for the
-NDCG@10-against-L plot. Any other --key=value flag and --config_files apply to every model.
+--steps=1-4 (or 1,2,4) runs every REG4Rec entry (or those of --steps_models=REG4Rec,REG4Rec_woCRSS)
+once per reasoning_steps L, labelled <label>@L=<L>, for the NDCG@10-against-L plot; the plain
+entry is replaced by its L variants (L = M is the default setting). Any other --key=value flag and --config_files apply to every model.
 
 Each (model, seed) cell runs in its own process and is saved when it finishes; rerunning the
 same command skips finished cells and redoes a cell that was killed. Outputs under --output:
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="3", help="number of seeds: 2020, 2021, ... (default 3)")
     parser.add_argument("--profile", default="quick", help="quick (CPU), full (GPU) or a profile yaml path")
     parser.add_argument("--output", "-o", default=None, help="output folder (default benchmarks/results/<dataset>-<profile>)")
-    parser.add_argument("--steps", default=None, help="reasoning steps L to sweep for REG4Rec-family models, e.g. 1-4")
+    parser.add_argument("--steps", default=None, help="reasoning steps L to sweep, e.g. 1-4 or 1,2,4")
+    parser.add_argument("--steps_models", default="REG4Rec", help="models whose entries --steps expands (default REG4Rec)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files applied to every model")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep each cell's best-model checkpoint under <output>/saved")
     return parser
@@ -80,9 +82,13 @@ def make_request(argv: Optional[List[str]] = None) -> BenchmarkRequest:
     specs = parse_models(args.models, registry.get_model)
     steps = parse_steps(args.steps)
     if steps:
-        if not any(takes_reasoning_steps(s.model) for s in specs):
-            raise BenchmarkError("--steps needs a model with reasoning steps (REG4Rec or an ablation) in --models.")
-        specs = expand_steps(specs, steps, takes_reasoning_steps)
+        stepped = {m.strip() for m in args.steps_models.split(",") if m.strip()}
+        no_steps = sorted(m for m in stepped if not takes_reasoning_steps(m))
+        if no_steps:
+            raise BenchmarkError(f"--steps_models: {', '.join(no_steps)} has no reasoning_steps setting.")
+        if not any(s.model in stepped for s in specs):
+            raise BenchmarkError(f"--steps needs a model of --steps_models ({', '.join(sorted(stepped))}) in --models.")
+        specs = expand_steps(specs, steps, lambda model: model in stepped)
     config_files = [Path(p).resolve() for p in (args.config_files.split() if args.config_files else [])]
     missing = [str(p) for p in config_files if not p.is_file()]
     if missing:

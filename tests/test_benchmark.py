@@ -247,7 +247,8 @@ def test_killed_run_resumes_without_redoing_finished_cells(bench):
         (["--models=SASRec", "--seeds=two"], "--seeds must be a positive integer"),
         (["--models=SASRec", "--profile=nope"], "Unknown profile 'nope'. Available profiles: full, quick"),
         (["--models=SASRec[hidden_size]"], "neither key=value nor @file.yaml"),
-        (["--models=SASRec", "--steps=1-3"], "--steps needs a model with reasoning steps"),
+        (["--models=SASRec", "--steps=1-3"], "--steps needs a model of --steps_models (REG4Rec)"),
+        (["--models=SASRec", "--steps=1-3", "--steps_models=SASRec"], "SASRec has no reasoning_steps setting"),
         (["--models=SASRec", "--config_files=missing.yaml"], "--config_files not found"),
         (["--models=SASRec", "stray"], "Unrecognised argument 'stray'"),
     ],
@@ -293,6 +294,13 @@ def test_steps_sweep_expands_only_stepped_models():
     out = expand_steps(specs, [1, 2], lambda m: m == "REG4Rec")
     assert [s.label for s in out] == ["R@L=1", "R@L=2", "SASRec"]
     assert out[1].settings_dict == {"item_fusion_weight": 0, "reasoning_steps": 2} and out[1].steps == 2
+
+
+def test_steps_option_expands_the_named_models_only(workdir):
+    request = run_benchmark.make_request(["--models=REG4Rec,f=REG4Rec[item_fusion_weight=0],SASRec", "--steps=1,3", "--seeds=1"])
+    assert [(s.label, s.steps) for s in request.specs] == [
+        ("REG4Rec@L=1", 1), ("REG4Rec@L=3", 3), ("f@L=1", 1), ("f@L=3", 3), ("SASRec", None)]
+    assert request.specs[3].settings_dict == {"item_fusion_weight": 0, "reasoning_steps": 3}
 
 
 def test_cell_settings_priority_and_seeds():
