@@ -8,7 +8,8 @@ Examples::
 
 The dataset is split as the chosen sequential ``--model`` would split it (default SASRec, with
 our properties), and only the training split feeds collaborative features. When the dataset
-has a ``.item`` file and ``load_col`` does not mention it, all its columns are loaded.
+has a ``.item`` file and ``load_col`` does not mention it, all its columns are loaded (and the
+time field of ``.inter``, which a time-ordered split needs).
 Any other ``--key=value`` overrides a config key, as with ``run_recbole.py``.
 """
 
@@ -20,14 +21,31 @@ import sys
 from typing import List, Optional
 
 
-def _item_file_columns(config) -> Optional[List[str]]:
-    """Field names in the header of ``<data_path>/<dataset>.item``, or None if there is no file."""
-    path = os.path.join(config["data_path"], f"{config['dataset']}.item")
+def _header_fields(config, suffix: str) -> Optional[List[str]]:
+    """Field names in the header of ``<data_path>/<dataset>.<suffix>``, or None if there is no file."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
     if not os.path.isfile(path):
         return None
     with open(path, encoding=config["encoding"] or "utf-8") as f:
         header = f.readline().rstrip("\r\n").split(config["field_separator"] or "\t")
     return [h.split(":")[0] for h in header if h]
+
+
+def _complete_load_col(config) -> None:
+    """Load what the tokenizer can use even where ``load_col`` keeps RecBole's bare default:
+    every column of the ``.item`` file, and the time field for a time-ordered split."""
+    load_col = config["load_col"]
+    if not isinstance(load_col, dict):
+        return  # None: RecBole loads every column already
+    load_col = {k: list(v) for k, v in load_col.items()}
+    item_fields = _header_fields(config, "item")
+    if item_fields and "item" not in load_col:
+        load_col["item"] = item_fields
+    inter_fields = _header_fields(config, "inter") or []
+    time_field = config["TIME_FIELD"]
+    if "inter" in load_col and time_field in inter_fields and time_field not in load_col["inter"]:
+        load_col["inter"].append(time_field)
+    config["load_col"] = load_col
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -51,10 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = Config(model=args.model, dataset=args.dataset, config_file_list=files,
                         config_dict={"train_neg_sample_args": None})
-        load_col = config["load_col"]
-        columns = _item_file_columns(config)
-        if isinstance(load_col, dict) and "item" not in load_col and columns:
-            config["load_col"] = {**load_col, "item": columns}
+        _complete_load_col(config)
         init_seed(config["seed"], config["reproducibility"])
         init_logger(config)
         dataset = create_dataset(config)
@@ -63,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (TokenizerConfigError, AtomicFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # build_semantic_ids logged the report table already (RecBole's logger prints to the console).
+    print(report.table())  # also in the log; stdout keeps the report whatever the logging setup
     print(f"codes: {tuple(sem.codes.shape)}, codebook sizes {sem.codebook_sizes}, ordered={sem.ordered}")
     return 0
 
