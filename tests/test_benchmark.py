@@ -170,6 +170,8 @@ def test_summary_and_paired_differences_match_hand_computation(bench):
         row = paired.iloc[0]
         assert row[f"{metric}_diff_mean"] == pytest.approx(mean, abs=1e-12)
         assert row[f"{metric}_diff_std"] == pytest.approx(std, abs=1e-12)
+    ratio = runs.loc[runs["label"] == other, "train_s_per_epoch"].mean() / runs.loc[runs["label"] == baseline, "train_s_per_epoch"].mean()
+    assert paired.iloc[0]["train_s_per_epoch_ratio"] == pytest.approx(ratio)
     assert f"best baseline: {baseline}" in (out / "summary.md").read_text()
 
 

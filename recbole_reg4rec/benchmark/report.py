@@ -8,7 +8,8 @@
   test NDCG@10; for every other label, per-seed differences ``label - baseline`` on the seeds
   both have, then their mean ± std — ``paired.csv``. The same seed means the same split,
   initialisation seed and data order, so paired differences cancel the seed-to-seed noise that
-  the plain std of each model carries.
+  the plain std of each model carries. ``train_s_per_epoch_ratio``: mean training seconds per
+  epoch of the label over the baseline's.
 * :func:`plot_metric_bars` (NDCG@10 and Recall@10 bars with std error bars) and
   :func:`plot_steps` (NDCG@10 against reasoning steps L, one line per model).
 """
@@ -95,6 +96,9 @@ def paired_differences(runs: pd.DataFrame, baseline: str, metrics: Sequence[str]
             row[f"{metric}_diff_std"] = diff.std(ddof=1) if len(diff) > 1 else math.nan
             base_mean = base.loc[seeds, col].astype(float).mean() if seeds else math.nan
             row[f"{metric}_rel_pct"] = 100.0 * row[f"{metric}_diff_mean"] / base_mean if base_mean else math.nan
+        base_time = pd.to_numeric(base["train_s_per_epoch"], errors="coerce").mean()
+        own_time = pd.to_numeric(other["train_s_per_epoch"], errors="coerce").mean()
+        row["train_s_per_epoch_ratio"] = own_time / base_time if base_time else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -150,6 +154,7 @@ def summary_markdown(
             pt[f"Δ {name}"] = [_pm(a, b) for a, b in zip(paired[f"{metric}_diff_mean"], paired[f"{metric}_diff_std"])]
             if metric in ("ndcg@10", "recall@10"):
                 pt[f"rel. {name}"] = [("—" if math.isnan(v) else f"{v:+.1f} %") for v in paired[f"{metric}_rel_pct"]]
+        pt["s/epoch ÷ baseline"] = [("—" if math.isnan(v) else f"{v:.2f}×") for v in paired["train_s_per_epoch_ratio"]]
         lines += [pt.to_markdown(index=False), ""]
 
     stepped = summary[summary["steps"].notna()]
