@@ -123,6 +123,12 @@ def test_codebook_larger_than_catalogue_is_refused():
 def test_seed_falls_back_to_config_seed():
     assert TokenizerSettings.from_config({"seed": 42}).tokenizer_seed == 42
     assert TokenizerSettings.from_config({"seed": 42, "tokenizer_seed": 3}).tokenizer_seed == 3
+    assert TokenizerSettings.from_config({"seed": 42, "tokenizer_seed": None}).tokenizer_seed == 42
+
+
+def test_explicit_null_cache_dir_disables_the_cache():
+    assert TokenizerSettings.from_config({}).tokenizer_cache_dir == "saved/semantic_ids"
+    assert TokenizerSettings.from_config({"tokenizer_cache_dir": None}).tokenizer_cache_dir is None
 
 
 def test_yaml_defaults_match_settings_defaults():

@@ -221,20 +221,28 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
     Returns:
         (new codes ``[N, M]``, number of items re-assigned).
     """
-    dist = (latents.unsqueeze(2) - codebooks.unsqueeze(0)).pow(2).sum(-1)  # [N, M, D]
-    own = dist.gather(2, codes.unsqueeze(2))  # [N, M, 1]
-    extra = (dist - own).flatten(1)  # [N, M * D], 0 at the current codes
     codes = codes.clone()
     taken = {tuple(row) for row in codes.tolist()}
     _, group, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
-    quant_error = own.squeeze(2).sum(1)  # [N]
+    colliding = torch.nonzero(counts[group] > 1).flatten()  # only these items can move
+    if colliding.numel() == 0:
+        return codes, 0
+    e = latents[colliding]  # [C, M, H]
+    dist = (
+        e.pow(2).sum(-1, keepdim=True)
+        - 2 * torch.einsum("cmh,mdh->cmd", e, codebooks)
+        + codebooks.pow(2).sum(-1).unsqueeze(0)
+    )  # [C, M, D] squared distances
+    own = dist.gather(2, codes[colliding].unsqueeze(2))  # [C, M, 1]
+    extra = dict(zip(colliding.tolist(), (dist - own).flatten(1)))  # item -> [M * D] extra cost
+    quant_error = dict(zip(colliding.tolist(), own.squeeze(2).sum(1).tolist()))
     n_moved = 0
     d = codebooks.size(1)
     for g in torch.nonzero(counts > 1).flatten().tolist():
-        members = torch.nonzero(group == g).flatten()
-        keeper = members[quant_error[members].argmin()]
-        for i in members.tolist():
-            if i == int(keeper):
+        members = torch.nonzero(group == g).flatten().tolist()
+        keeper = min(members, key=lambda i: quant_error[i])
+        for i in members:
+            if i == keeper:
                 continue
             row = codes[i].tolist()
             for flat in torch.argsort(extra[i], stable=True).tolist():

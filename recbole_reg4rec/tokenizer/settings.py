@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional
 
 TOKENIZERS = ("mpq", "rq")
+#: Keys where an explicit ``~`` means something (no cache; seed from ``seed``), not "use the default".
+NULLABLE = ("tokenizer_cache_dir", "tokenizer_seed")
 FEATURE_SOURCES = ("side_info", "collaborative", "hybrid")
 
 
@@ -48,7 +50,7 @@ class TokenizerSettings:
         values: Dict[str, Any] = {}
         for f in fields(cls):
             value = _get(config, f.name)
-            if value is not None:
+            if value is not None or (f.name in NULLABLE and _has(config, f.name)):
                 values[f.name] = value
         if values.get("tokenizer_seed") is None:
             seed = _get(config, "seed")
@@ -105,6 +107,10 @@ def _get(config: Any, key: str) -> Any:
         return config[key]
     except KeyError:
         return None
+
+
+def _has(config: Any, key: str) -> bool:
+    return key in config if isinstance(config, dict) else key in config.final_config_dict
 
 
 def _check_int(value: Any, key: str, low: int, why: str) -> None:
