@@ -18,7 +18,7 @@ from ddp_helpers import free_port, run_ddp
 from recbole_reg4rec.compat.checkpoints import load_checkpoint
 from recbole_reg4rec.quick_start import run
 from recbole_reg4rec.registry import registered_models
-from synthetic import write_synthetic_dataset
+from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
 
 def _single_process_test_metrics(model_name, dataset_name, config_dict, checkpoint_file):
@@ -45,15 +45,40 @@ def test_run_nproc2_sasrec_on_gloo_matches_single_process_metrics(fast_sasrec_co
     assert test == pytest.approx(single, abs=2e-4)  # each rank rounds to 4 decimals first
 
 
-@pytest.mark.skipif("REG4Rec" not in registered_models(), reason="REG4Rec is not registered")
-def test_reg4rec_ddp_with_alignment_stage_keeps_ranks_in_sync(workdir):
-    write_synthetic_dataset(workdir / "data", "toy")
-    from test_generator_end_to_end import FAST
+#: REG4Rec, stage 1 and the alignment stage, in seconds on tiny data
+TINY_REG4REC = {
+    "load_col": SYNTHETIC_LOAD_COL,
+    "epochs": 1,
+    "train_batch_size": 128,
+    "eval_batch_size": 100000,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "show_progress": False,
+    "seed": 2020,
+    "reproducibility": True,
+    "metrics": ["Recall", "NDCG"],
+    "topk": [5, 10],
+    "valid_metric": "NDCG@10",
+    "beam_size": 10,
+    "crss_warmup_epochs": 0,
+    "n_codebooks": 3,
+    "codebook_size": 8,
+    "mpq_feature_source": "side_info",
+    "mpq_epochs": 5,
+    "pars_enabled": True,
+    "pars_epochs": 1,
+    "pars_group_size": 4,
+    "msra_horizon": 2,
+}
 
-    config = dict(
-        FAST, data_path=str(workdir / "data"), epochs=1, crss_warmup_epochs=0, beam_size=10,
-        pars_epochs=1, pars_group_size=4, msra_horizon=2,
-    )
+
+def test_reg4rec_ddp_with_alignment_stage_keeps_ranks_in_sync(workdir):
+    assert "REG4Rec" in registered_models()
+    write_synthetic_dataset(workdir / "data", "toy")
+    config = dict(TINY_REG4REC, data_path=str(workdir / "data"))
     report = run_ddp("REG4Rec", "toy", config)
     assert report["backend"] == "gloo" and report["device"] == "cpu"
     assert report["stage"] == 2  # the alignment stage ran

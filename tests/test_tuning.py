@@ -95,6 +95,20 @@ def test_unknown_key_is_rejected_with_a_suggestion():
     assert "Did you mean 'learning_rate'" in text
 
 
+def test_trial_config_keeps_rays_gpu_choice_and_per_trial_paths(monkeypatch):
+    from recbole_reg4rec.tuning.trainable import TrialSetup, build_trial_config
+
+    setup = TrialSetup("SASRec", "toy", config_dict={"epochs": 3, "learning_rate": 0.1}, use_gpu=True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # what Ray assigned to this trial
+    config = build_trial_config(setup, {"learning_rate": 0.01}, "/runs/trial_7")
+    # RecBole copies gpu_id into CUDA_VISIBLE_DEVICES: it must stay Ray's choice, not "0"
+    assert config["gpu_id"] == "3"
+    assert config["learning_rate"] == 0.01 and config["epochs"] == 3  # sampled value wins
+    assert config["checkpoint_dir"] == "/runs/trial_7/saved" and config["show_progress"] is False
+    cpu = build_trial_config(TrialSetup("SASRec", "toy"), {}, "/runs/t")
+    assert cpu["gpu_id"] == ""  # no GPU reserved: RecBole runs on the CPU
+
+
 # ---------------------------------------------------------------- validation before trials
 def _tiny_yaml(workdir: Path, data: Path, **extra) -> str:
     import yaml
@@ -140,7 +154,6 @@ def _settings(workdir, toy_data, params: str, **kw) -> SweepSettings:
 def test_prepare_validates_against_the_model_config(toy_data, workdir):
     prepared = prepare(_settings(workdir, toy_data, "learning_rate loguniform -7,-4\n"))
     assert prepared.mode == "max" and prepared.valid_metric.lower() == "ndcg@10"
-    assert prepared.max_reports == 3  # 2 epochs evaluated + the final test report
     assert os.path.isabs(prepared.setup.config_dict["data_path"])
     assert all(os.path.isabs(f) for f in prepared.setup.config_files)
 

@@ -28,6 +28,8 @@ from .params import ParamsFileError, ParamSpec, check_keys, parse_params_file, s
 from .trainable import COMPLETED_KEY, SCORE_KEY, TrialSetup, recbole_trainable
 
 SCHEDULERS = ("asha", "fifo", "none")
+#: ASHA's max_t, in reports (one per evaluation, plus the final one)
+ASHA_MAX_T = 1 << 16
 
 
 class SweepError(ValueError):
@@ -64,7 +66,6 @@ class PreparedSweep:
     setup: TrialSetup
     valid_metric: str
     mode: str  # "max" or "min"
-    max_reports: int  # reports a full trial makes (evaluations + the final one)
 
 
 @dataclass
@@ -166,9 +167,6 @@ def prepare(settings: SweepSettings) -> PreparedSweep:
 
     valid_metric = str(config["valid_metric"])
     mode = "max" if config["valid_metric_bigger"] else "min"
-    eval_step = int(config["eval_step"] or 0)
-    epochs = int(config["epochs"])
-    max_reports = (epochs // eval_step if eval_step > 0 else 0) + 1
     setup = TrialSetup(
         model=settings.model,
         dataset=settings.dataset,
@@ -177,7 +175,7 @@ def prepare(settings: SweepSettings) -> PreparedSweep:
         use_gpu=settings.gpus_per_trial > 0,
         cpus=settings.cpus_per_trial,
     )
-    return PreparedSweep(settings, specs, setup, valid_metric, mode, max_reports)
+    return PreparedSweep(settings, specs, setup, valid_metric, mode)
 
 
 def check_address(address: Optional[str], timeout: float = 5.0) -> None:
@@ -233,10 +231,13 @@ def _scheduler(prepared: PreparedSweep):
         return None  # FIFO: every trial runs to the end
     from ray.tune.schedulers import ASHAScheduler
 
+    # A trial ends by its own epoch budget (RecBole's epochs, plus e.g. REG4Rec's alignment
+    # epochs); ASHA only stops it at a rung. max_t is therefore no real cap: a cap would cut
+    # the final report, which carries the test metrics.
     return ASHAScheduler(
         time_attr="training_iteration",
-        max_t=prepared.max_reports + 1,  # never cut the final (test) report
-        grace_period=max(1, min(settings.grace_period, prepared.max_reports)),
+        max_t=ASHA_MAX_T,
+        grace_period=max(1, settings.grace_period),
         reduction_factor=settings.reduction_factor,
     )
 
