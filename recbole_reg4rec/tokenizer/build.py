@@ -12,10 +12,11 @@ import torch
 from .cache import SemanticIDCache, dataset_fingerprint
 from .diagnostics import TokenizerReport, make_report
 from .features import build_item_features, resolve_source
-from .mpq import torch_threads, train_mpq
+from .mpq import train_mpq
 from .residual import train_rq_kmeans
 from .semantic_ids import SemanticIDs
 from .settings import TokenizerSettings
+from .threads import single_threaded
 
 
 def build_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None) -> SemanticIDs:
@@ -40,7 +41,7 @@ def build_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None)
 
 def build_semantic_ids_with_report(config, dataset, logger: Optional[logging.Logger] = None):
     """As :func:`build_semantic_ids`, also returning the :class:`TokenizerReport`."""
-    with torch_threads(1):
+    with single_threaded():
         return _build(config, dataset, logger or logging.getLogger())
 
 

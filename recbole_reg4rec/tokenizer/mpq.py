@@ -14,7 +14,6 @@ are moved onto latents of random items (dead-code restart).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -27,18 +26,7 @@ from tqdm import tqdm
 
 from .diagnostics import collision_stats
 from .settings import TokenizerSettings
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` intra-op threads, then restore: the tokenizer's matrices are tiny, and on a
-    busy 2-core machine extra threads made MPQ training 5-10x slower, never faster."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+from .threads import single_threaded
 
 
 class ParallelExperts(nn.Module):
@@ -163,7 +151,7 @@ def train_mpq(
     v = _standardize(features.float())  # [N, d]
     n = v.size(0)
     m, d = settings.n_codebooks, settings.codebook_size
-    with torch.random.fork_rng(devices=[]), torch_threads(1):
+    with torch.random.fork_rng(devices=[]), single_threaded():
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         model = MPQ(v.size(1), m, d, settings.mpq_latent_dim, settings.mpq_expert_hidden)
