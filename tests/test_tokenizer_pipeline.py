@@ -177,6 +177,25 @@ def test_collaborative_features_never_see_validation_or_test(workdir):
     assert changed.shape != vectors["a"].shape or not np.allclose(changed, vectors["a"], atol=1e-6)
 
 
+def test_general_dataset_builds_histories_by_user_and_time(toy):
+    config = Config(model="BPR", dataset="toy", config_file_list=[str(property_file("tokenizer.yaml"))],
+                    config_dict={"data_path": str(toy), "load_col": SYNTHETIC_LOAD_COL, "eval_args": LEAVE_ONE_OUT,
+                                 "show_progress": False, "tokenizer_cache_dir": None, **SMALL})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    ds = train._dataset
+    hist, target = training_sequences(ds, 3)
+    assert target.numel() == len(ds.inter_feat) - ds.user_num + 1  # every item but each user's first
+    # Each row's most recent history item is the user's previous item in time.
+    inter = ds.inter_feat
+    order = np.lexsort((inter["timestamp"].numpy(), inter["user_id"].numpy()))
+    users, items = inter["user_id"].numpy()[order], inter["item_id"].numpy()[order]
+    same_user = users[1:] == users[:-1]
+    assert hist[:, -1].tolist() == items[:-1][same_user].tolist()
+    assert target.tolist() == items[1:][same_user].tolist()
+    sem = build_semantic_ids(config, ds)
+    assert sem.codes.shape == (ds.item_num, 3)
+
+
 def test_dataset_without_item_file_falls_back_to_collaborative(workdir, caplog):
     write_synthetic_dataset(workdir / "data", "plain", with_item_file=False)
     config, ds = train_dataset(workdir / "data", "plain", load_col={"inter": ["user_id", "item_id", "timestamp"]},

@@ -61,7 +61,10 @@ def _build(config, dataset, logger: logging.Logger):
         hit = cache.load(path, fingerprint, dataset.item_num)
         if hit is not None:
             sem, report_dict = hit
-            report = TokenizerReport(**report_dict)
+            try:
+                report = TokenizerReport(**report_dict)
+            except TypeError:  # a report written by another version: tokens are fine, report is not
+                report = make_report(tokenizer, sem.codes[1:], sem.codebook_sizes)
             report.extra["cache"] = f"hit {path} ({time.perf_counter() - started:.2f} s)"
             report.log(logger)
             return sem, report
