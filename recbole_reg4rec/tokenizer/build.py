@@ -50,21 +50,16 @@ def _build(config, dataset, logger: logging.Logger):
     settings.check_catalogue(dataset.item_num - 1)
     source = resolve_source(dataset, settings, logger)
     tokenizer = settings.tokenizer.lower()
-    dataset_name = _get(config, "dataset") or "dataset"
 
     cache = path = fingerprint = None
     if settings.tokenizer_cache_dir:
         started = time.perf_counter()
         fingerprint = dataset_fingerprint(dataset, settings, source)
         cache = SemanticIDCache(settings.tokenizer_cache_dir, logger)
-        path = cache.path(dataset_name, tokenizer, fingerprint)
+        path = cache.path(_get(config, "dataset") or "dataset", tokenizer, fingerprint)
         hit = cache.load(path, fingerprint, dataset.item_num)
         if hit is not None:
-            sem, report_dict = hit
-            try:
-                report = TokenizerReport(**report_dict)
-            except TypeError:  # a report written by another version: tokens are fine, report is not
-                report = make_report(tokenizer, sem.codes[1:], sem.codebook_sizes)
+            sem, report = _cached_report(tokenizer, *hit)
             report.extra["cache"] = f"hit {path} ({time.perf_counter() - started:.2f} s)"
             report.log(logger)
             return sem, report
@@ -72,39 +67,15 @@ def _build(config, dataset, logger: logging.Logger):
     started = time.perf_counter()
     features = build_item_features(dataset, settings, logger, source)
     feature_seconds = time.perf_counter() - started
-    real = features.vectors[1:]  # [N, d], padding excluded
     writer = _tensorboard(logger)
-    if tokenizer == "mpq":
-        on_epoch = None
-        if writer is not None:
-            def on_epoch(epoch, stats):
-                for k, v in stats.items():
-                    writer.add_scalar(f"tokenizer/train/{k}", v, epoch)
-        result = train_mpq(real, settings, show_progress=bool(_get(config, "show_progress")), on_epoch=on_epoch)
-        codes, sizes = result.codes, (settings.codebook_size,) * settings.n_codebooks
-        recon, latents = result.recon_error, result.latents
-        if settings.mpq_resolve_collisions:
-            before = f"{100 * result.unique_before_resolution:.2f} %"
-            resolution = f"unique before: {before}, items re-assigned: {result.n_reassigned}"
-    else:
-        result = train_rq_kmeans(real, settings.n_codebooks, settings.codebook_size, int(settings.tokenizer_seed))
-        codes, sizes, recon, latents = result.codes, result.codebook_sizes, result.recon_error, None
-
-    pad = torch.tensor(sizes, dtype=torch.long).unsqueeze(0)
-    sem = SemanticIDs(torch.cat([pad, codes.long()], dim=0), tuple(int(s) for s in sizes), settings.ordered)
-    extra = {
+    sem, report = _tokenize(features.vectors[1:], settings, writer, bool(_get(config, "show_progress")))
+    report.extra.update({
         "feature source": features.source,
-        "feature dim": int(real.size(1)),
+        "feature dim": int(features.vectors.size(1)),
         "items without side info": features.n_without_side_info,
         "items without train inter.": features.n_without_interactions,
         "seconds (features/total)": f"{feature_seconds:.1f} / {time.perf_counter() - started:.1f}",
-    }
-    if tokenizer == "mpq" and settings.mpq_resolve_collisions:
-        extra["collision resolution"] = resolution
-    if tokenizer == "rq":
-        unique_before = make_report(tokenizer, result.prefix_codes, sizes[:-1]).unique_share
-        extra["unique before de-dup"] = f"{100 * unique_before:.2f} %"
-    report = make_report(tokenizer, codes, sizes, recon, latents, extra)
+    })
     if cache is not None:
         cache.save(path, fingerprint, sem, dataclasses.asdict(report))
         report.extra["cache"] = f"written {path}"
@@ -112,6 +83,40 @@ def _build(config, dataset, logger: logging.Logger):
     if writer is not None:
         writer.close()
     return sem, report
+
+
+def _tokenize(real: torch.Tensor, settings: TokenizerSettings, writer, show_progress: bool):
+    """Run the configured tokenizer on ``real [N, d]`` (padding excluded); add the pad row."""
+    extra = {}
+    if settings.tokenizer.lower() == "mpq":
+        on_epoch = None
+        if writer is not None:
+            def on_epoch(epoch, stats):
+                for k, v in stats.items():
+                    writer.add_scalar(f"tokenizer/train/{k}", v, epoch)
+        result = train_mpq(real, settings, show_progress=show_progress, on_epoch=on_epoch)
+        codes, sizes = result.codes, (settings.codebook_size,) * settings.n_codebooks
+        recon, latents = result.recon_error, result.latents
+        if settings.mpq_resolve_collisions:
+            extra["collision resolution"] = (
+                f"unique before: {100 * result.unique_before_resolution:.2f} %, "
+                f"items re-assigned: {result.n_reassigned}"
+            )
+    else:
+        result = train_rq_kmeans(real, settings.n_codebooks, settings.codebook_size, int(settings.tokenizer_seed))
+        codes, sizes, recon, latents = result.codes, result.codebook_sizes, result.recon_error, None
+        unique_before = make_report("rq", result.prefix_codes, sizes[:-1]).unique_share
+        extra["unique before de-dup"] = f"{100 * unique_before:.2f} %"
+    pad = torch.tensor(sizes, dtype=torch.long).unsqueeze(0)  # row 0: RecBole's padding item
+    sem = SemanticIDs(torch.cat([pad, codes.long()], dim=0), tuple(int(s) for s in sizes), settings.ordered)
+    return sem, make_report(settings.tokenizer.lower(), codes, sizes, recon, latents, extra)
+
+
+def _cached_report(tokenizer: str, sem: SemanticIDs, report_dict: dict):
+    try:
+        return sem, TokenizerReport(**report_dict)
+    except TypeError:  # a report written by another version: the tokens are fine, the report is not
+        return sem, make_report(tokenizer, sem.codes[1:], sem.codebook_sizes)
 
 
 def _tensorboard(logger: logging.Logger):
