@@ -16,6 +16,7 @@ from recbole.quick_start import quick_start as _recbole_quick_start
 from recbole.utils import get_model, init_logger, init_seed
 
 from .compat.checkpoints import config_from_checkpoint, load_checkpoint
+from .compat.distributed import without_ddp_runtime
 
 
 def reset_logger() -> None:
@@ -81,7 +82,7 @@ def load_data_and_model(model_file: str, trusted: bool = False, overrides: Optio
     Returns:
         ``(config, model, dataset, train_data, valid_data, test_data)``, model in eval mode.
     """
-    checkpoint = load_checkpoint(model_file, map_location="cpu", trusted=trusted)
+    checkpoint = without_ddp_runtime(load_checkpoint(model_file, map_location="cpu", trusted=trusted))
     config = config_from_checkpoint(checkpoint, overrides)
     init_seed(config["seed"], config["reproducibility"])
     reset_logger()

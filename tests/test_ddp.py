@@ -10,26 +10,20 @@ from __future__ import annotations
 import glob
 
 import pytest
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_model, get_trainer, init_seed
+from recbole.utils import get_trainer
 
 from ddp_helpers import free_port, run_ddp
-from recbole_reg4rec.compat.checkpoints import load_checkpoint
-from recbole_reg4rec.quick_start import run
+from recbole_reg4rec.quick_start import load_data_and_model, run
 from recbole_reg4rec.registry import registered_models
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
 
-def _single_process_test_metrics(model_name, dataset_name, config_dict, checkpoint_file):
-    config = Config(model=model_name, dataset=dataset_name, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    _, _, test_data = data_preparation(config, create_dataset(config))
-    model = get_model(model_name)(config, test_data._dataset)
-    state = load_checkpoint(checkpoint_file, map_location="cpu")
-    model.load_state_dict(state["state_dict"])
-    model.load_other_parameter(state.get("other_parameter"))
-    trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+def _single_process_test_metrics(checkpoint_file):
+    """Reload a DDP checkpoint in this one process (must not wait for the finished run's
+    ranks) and evaluate it on the test split."""
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint_file)
+    assert config["single_spec"] and "world_size" not in config.final_config_dict
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     return dict(trainer.evaluate(test_data, load_best_model=False))
 
 
@@ -41,7 +35,7 @@ def test_run_nproc2_sasrec_on_gloo_matches_single_process_metrics(fast_sasrec_co
     checkpoints = glob.glob(str(workdir / "saved" / "*.pth"))
     assert len(checkpoints) == 1  # rank 0 wrote it; every rank loaded that one file
     # 60 users split 30/30: the mean of both ranks' means is the single-process value
-    single = _single_process_test_metrics("SASRec", "toy", fast_sasrec_config, checkpoints[0])
+    single = _single_process_test_metrics(checkpoints[0])
     assert test == pytest.approx(single, abs=2e-4)  # each rank rounds to 4 decimals first
 
 
@@ -86,5 +80,5 @@ def test_reg4rec_ddp_with_alignment_stage_keeps_ranks_in_sync(workdir):
     assert report["max_weight_gap"] < 1e-6
     test = report["test_result"]
     assert set(test) >= {"recall@10", "ndcg@10"} and 0 <= test["ndcg@10"] <= 1
-    single = _single_process_test_metrics("REG4Rec", "toy", config, report["saved_model_file"])
+    single = _single_process_test_metrics(report["saved_model_file"])
     assert test == pytest.approx(single, abs=2e-4)

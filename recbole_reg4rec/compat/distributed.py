@@ -9,6 +9,8 @@ RecBole 1.2.1 assumes GPUs whenever it runs distributed:
 * every rank names its checkpoint after its own clock (``<model>-<time>.pth``) but only rank 0
   writes it, so another rank may load a file that does not exist, or one rank 0 has not
   written yet, when it evaluates the best model;
+* ``ensure_dir`` checks then creates a folder, so two ranks creating ``saved/`` or ``log/``
+  at once crash with ``FileExistsError``;
 * gradients are averaged across ranks only by the trick in RecBole's own ``_train_epoch``
   (``set_reduce_hook`` + ``sync_grad_loss``); a trainer with its own loop (our alignment
   stage) would silently train a different model on every rank.
@@ -186,8 +188,46 @@ def _wrap_evaluate(original):
     return evaluate
 
 
+#: settings ``run(nproc=...)`` adds for one DDP launch; meaningless once that launch is over
+DDP_RUNTIME_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")
+
+
+def without_ddp_runtime(checkpoint: dict) -> dict:
+    """``checkpoint`` whose stored config no longer says "join a process group".
+
+    A checkpoint written by a DDP run stores ``local_rank`` / ``world_size`` ...; rebuilding
+    its Config as they are would wait forever for the other ranks of a finished run.
+    """
+    stored = checkpoint.get("config")
+    if not isinstance(stored, dict) or "external" not in stored:
+        return checkpoint  # a trusted legacy checkpoint holding a Config object
+    external = {k: v for k, v in stored["external"].items() if k not in DDP_RUNTIME_KEYS}
+    return {**checkpoint, "config": {**stored, "external": external}}
+
+
+def ensure_dir(dir_path: str) -> None:
+    """RecBole's ``ensure_dir`` without its check-then-create race between processes."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
+_ENSURE_DIR_USERS = (
+    "recbole.utils.utils",
+    "recbole.utils",
+    "recbole.utils.logger",
+    "recbole.trainer.trainer",
+    "recbole.data.dataset.dataset",
+    "recbole.data.utils",
+)
+
+
 def install() -> None:
     """Patch the places listed in the module docstring (idempotent)."""
+    import importlib
+
+    for name in _ENSURE_DIR_USERS:
+        module = importlib.import_module(name)
+        if hasattr(module, "ensure_dir"):
+            module.ensure_dir = ensure_dir
     from recbole.config import Config
     from recbole.trainer import trainer as trainer_module
 
