@@ -123,7 +123,7 @@ class MPQResult:
         history: per-epoch mean of each loss term.
         unique_before_resolution: share of items with a unique token set before collisions were
             resolved (``nan`` when resolution is off).
-        n_reassigned: items that got a second-nearest codeword to make their set unique.
+        n_reassigned: items that had one token changed to make their set unique.
     """
 
     codes: torch.Tensor
@@ -202,7 +202,7 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
     the set; each other item (in item order) swaps one token for the cheapest alternative
     ``(codebook r, codeword j)``, cost ``||e^r - z_{r,j}||^2 - ||e^r - z_{r,c^r}||^2``, that gives a
     set no item holds yet. Unordered tokens have no spare de-duplication slot, so this is how MPQ
-    keeps items apart; it touches only colliding items, and only their second-best choices.
+    keeps items apart; it touches only colliding items, and changes one token of each.
 
     Args:
         latents: ``[N, M, H]``; codebooks: ``[M, D, H]``; codes: ``[N, M]``.
