@@ -13,6 +13,9 @@ are natural logs, as in RecBole). Trials are selected on the validation metric
 ``results.csv``, ``results.md`` (all trials, failed ones with their error), ``best_config.yaml``
 (use it with ``run_recbole.py --config_files``) and Ray's trial folders in ``ray_results/``.
 
+With --address, every node of the cluster needs this package installed and the data folder
+at the same path, and --output must be on storage all nodes share (Ray Tune's requirement).
+
 Exit status: 0 when the best trial completed, 1 when no trial completed, 2 for bad input
 (found before any trial starts).
 """
@@ -72,7 +75,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import recbole_reg4rec  # noqa: F401  (compatibility layer + model registration)
-    from recbole_reg4rec.tuning import SweepError, SweepSettings, run_sweep
+    from recbole_reg4rec.tuning import SweepError, SweepSettings, prepare, run_sweep
     from recbole_reg4rec.tuning.sweep import markdown
 
     settings = SweepSettings(
@@ -93,7 +96,12 @@ def main(argv=None) -> int:
         ray_temp_dir=args.ray_temp_dir,
     )
     try:
-        result = run_sweep(settings)
+        prepared = prepare(settings)
+        print(f"Sweep of {settings.model} on {settings.dataset}, selecting on validation "
+              f"{prepared.valid_metric} ({prepared.mode}). Search space:")
+        for spec in prepared.specs:
+            print(f"  {spec.describe()}")
+        result = run_sweep(settings, prepared)
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

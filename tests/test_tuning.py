@@ -234,6 +234,7 @@ def test_two_trial_sweep_writes_table_and_reusable_best_config(local_ray, toy_da
     assert table.loc[table["status"] != "completed", "test_ndcg@10"].isna().all()
     md = (out / "results.md").read_text()
     assert md.count("| completed") == len(completed) and "nan" not in md and "2 trials, 0 failed" in stdout
+    assert "learning_rate: loguniform exp(-6)=0.00248 .. exp(-4)=0.0183" in stdout  # the real range, shown first
 
     # the validation metric is reported after every epoch (what ASHA acts on), then the final report
     import json

@@ -242,9 +242,9 @@ def _scheduler(prepared: PreparedSweep):
     )
 
 
-def run_sweep(settings: SweepSettings) -> SweepResult:
-    """Validate, run every trial on Ray Tune, and write the result files."""
-    prepared = prepare(settings)
+def run_sweep(settings: SweepSettings, prepared: Optional[PreparedSweep] = None) -> SweepResult:
+    """Validate (unless ``prepared`` is given), run every trial on Ray Tune, write the result files."""
+    prepared = prepared or prepare(settings)
     check_address(settings.address)
     output = Path(settings.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
