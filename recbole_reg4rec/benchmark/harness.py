@@ -16,6 +16,7 @@ Output folder::
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -136,7 +137,11 @@ def run_cell_process(cell: Cell, store: ResultStore) -> int:
     base_file.write_text(yaml.safe_dump(cell.request["base_settings"], sort_keys=False), encoding="utf-8")
     cmd = [sys.executable, "-m", "recbole_reg4rec.benchmark.runner", str(store.request_path(cell.cid)), str(store.cell_path(cell.cid))]
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    return subprocess.run(cmd, preexec_fn=preexec).returncode
+    # the child imports this package even when it is not installed and runs from another folder
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return subprocess.run(cmd, preexec_fn=preexec, env=env).returncode
 
 
 class _Log:
