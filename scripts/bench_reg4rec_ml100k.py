@@ -72,16 +72,65 @@ def run(model_name: str, epochs: int, seed: int, extra: dict) -> dict:
     }
 
 
+def paired_timing(n_batches: int, extra: dict, seed: int = 2020) -> dict:
+    """Load-robust cost ratio: SASRec and REG4Rec training steps interleaved on the same batches
+    (the machine is shared, so sequential epoch timings drift), then one full test evaluation each."""
+    import torch
+
+    sys.argv = sys.argv[:1]
+    built = {}
+    for name in ("SASRec", "REG4Rec"):
+        cfg = dict(SHARED, epochs=1, seed=seed, **(extra if name != "SASRec" else {}))
+        config = Config(model=name, dataset="ml-100k", config_dict=cfg)
+        init_seed(seed, True)
+        dataset = create_dataset(config)
+        train, valid, test = data_preparation(config, dataset)
+        model = get_model(name)(config, train._dataset)
+        built[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-3), test)
+    built["REG4Rec"][0]._epoch = 10**6  # past the warm-up: CRSS order sampling on
+    spent = {name: 0.0 for name in built}
+    for i, batch in enumerate(train):
+        if i >= n_batches:
+            break
+        for name, (model, opt, _) in built.items():
+            model.train() if name == "SASRec" else torch.nn.Module.train(model, True)
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            model.calculate_loss(batch).backward()
+            opt.step()
+            spent[name] += time.perf_counter() - t0
+    evals = {}
+    for name, (model, _, test) in built.items():
+        model.eval()
+        t0 = time.perf_counter()
+        n_users = 0
+        with torch.no_grad():
+            for inter, *_ in test:
+                model.full_sort_predict(inter)
+                n_users += inter.length
+        evals[name] = (time.perf_counter() - t0, n_users)
+    return {
+        "train_s_per_batch": {k: v / n_batches for k, v in spent.items()},
+        "train_ratio": spent["REG4Rec"] / spent["SASRec"],
+        "eval_s": {k: v[0] for k, v in evals.items()},
+        "eval_users": evals["REG4Rec"][1],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["SASRec", "REG4Rec"])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--paired", type=int, default=0, help="only time N interleaved training batches + test eval")
     ap.add_argument("--set", nargs="*", default=[], help="REG4Rec overrides key=value (yaml values)")
     args = ap.parse_args()
     import yaml
 
     extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.paired:
+        print("PAIRED", json.dumps(paired_timing(args.paired, extra, args.seed)))
+        return
     rows = [run(m, args.epochs, args.seed, extra) for m in args.models]
     for r in rows:
         print("RESULT", json.dumps(r))

@@ -267,31 +267,51 @@ class REG4Rec(SequentialRecommender):
         return step
 
     # ---- training -----------------------------------------------------------------------------
-    @torch.no_grad()
     def sample_training_orders(self, ctx: EncodedContext, target: torch.Tensor) -> torch.Tensor:
-        """CRSS training orders ``[B, M]``.
+        """CRSS training orders ``[B, M]`` (see :meth:`plan_training_paths`)."""
+        return self.plan_training_paths(ctx, target)[0]
 
-        Fixed order for ordered tokens / ``crss_enabled=False``; random during the warm-up
-        epochs; afterwards step by step from ``softmax(confidence / crss_temperature)`` of the
-        model conditioned on the ground-truth tokens emitted so far (M - 1 batched decoder
-        passes without gradient).
+    @torch.no_grad()
+    def plan_training_paths(self, ctx: EncodedContext, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """CRSS training orders and the model's wrong-token proposals, without gradient.
+
+        Orders: fixed for ordered tokens / ``crss_enabled=False``; uniformly random during the
+        ``crss_warmup_epochs``; afterwards step by step from ``softmax(confidence / T)`` of the
+        model conditioned on the ground-truth tokens emitted so far (M - 1 batched passes).
+
+        Returns:
+            orders ``[B, M]`` (codebook emitted at each step) and proposals ``[B, M]``: at each
+            step, the most likely token of that step's codebook other than the target's (the
+            reflection head's negatives).
         """
         b, m = target.shape
-        if self.fixed_order:
-            return fixed_orders(b, m, target.device)
-        if self._epoch < self.crss_warmup_epochs:
-            return random_orders(b, m, target.device)
-        order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
-        emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
-        for _ in range(m - 1):
-            tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
-            state = self.decode(ctx, order, tokens)[:, 0, -1]  # [B, H]
-            conf = codebook_confidence(torch.log_softmax(self.token_logits(state), dim=-1), self.crss_confidence)
-            nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
-            emitted[torch.arange(b, device=target.device), nxt] = True
-            order = torch.cat([order, nxt.view(b, 1, 1)], dim=2)
-        last = (~emitted).float().argmax(dim=1)
-        return torch.cat([order.view(b, -1), last.view(b, 1)], dim=1)
+        rows = torch.arange(b, device=target.device)
+        if self.fixed_order or self._epoch < self.crss_warmup_epochs:
+            gen = fixed_orders if self.fixed_order else random_orders
+            orders = gen(b, m, target.device)
+            states = self.decode(ctx, orders.unsqueeze(1), target.gather(1, orders).unsqueeze(1))[:, 0, :m]
+            step_logits = self.token_logits(states).gather(
+                2, orders.view(b, m, 1, 1).expand(b, m, 1, self.token_embedding.max_size)
+            ).squeeze(2)  # [B, M, D] logits of each step's codebook
+        else:
+            order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
+            emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
+            picked = []
+            for _ in range(m):
+                tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
+                logits = self.token_logits(self.decode(ctx, order, tokens)[:, 0, -1])  # [B, M, D]
+                if emitted.sum(dim=1).max() < m - 1:
+                    conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
+                    nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
+                else:
+                    nxt = (~emitted).float().argmax(dim=1)
+                emitted[rows, nxt] = True
+                picked.append(logits[rows, nxt])  # [B, D]
+                order = torch.cat([order, nxt.view(b, 1, 1)], dim=2)
+            orders = order.view(b, m)
+            step_logits = torch.stack(picked, dim=1)  # [B, M, D]
+        step_logits = step_logits.scatter(2, target.gather(1, orders).unsqueeze(-1), float("-inf"))
+        return orders, step_logits.argmax(dim=-1)
 
     def token_loss(self, logits: torch.Tensor, target: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
         """Cross-entropy for every codebook not yet emitted at every step.
@@ -307,46 +327,54 @@ class REG4Rec(SequentialRecommender):
         ).view(b, m, m)
         return (ce * remaining).sum() / remaining.sum()
 
-    def reflection_loss(
-        self, ctx: EncodedContext, states: torch.Tensor, logits: torch.Tensor, orders: torch.Tensor, tokens: torch.Tensor
-    ) -> torch.Tensor:
-        """Binary loss of the reflection head.
+    @staticmethod
+    def negative_paths(tokens: torch.Tensor, proposals: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Reflection negatives: at one random step k the target token is replaced by the model's
+        proposal; every prefix that contains it (steps >= k) is inconsistent.
 
-        Positives: every prefix of the target path (``states [B, M + 1, H]`` positions 1..M).
-        Negatives: one model-proposed wrong token (the most likely non-target token of the
-        codebook at a random step k) replaces the target token; every prefix containing it is
-        inconsistent.
+        Args:
+            tokens, proposals: ``[B, M]`` target tokens / wrong proposals in path order.
+
+        Returns:
+            negative tokens ``[B, M]`` and labels ``[B, M]`` of prefixes 1..M (1 = consistent).
         """
         b, m = tokens.shape
         rows = torch.arange(b, device=tokens.device)
-        pos_logit = self.reflection_head(states[:, 1:]).squeeze(-1)  # [B, M]
-        k = torch.randint(0, m, (b,), device=tokens.device)  # index of the replaced step
-        cb = orders[rows, k]
-        step_logits = logits[rows, k, cb].detach().clone()  # [B, D]
-        step_logits[rows, tokens[rows, k]] = float("-inf")
-        wrong = step_logits.argmax(dim=-1)
-        neg_tokens = tokens.clone()
-        neg_tokens[rows, k] = wrong
-        neg_states = self.decode(ctx, orders.unsqueeze(1), neg_tokens.unsqueeze(1))[:, 0, 1:]  # [B, M, H]
-        neg_logit = self.reflection_head(neg_states).squeeze(-1)  # [B, M]
-        neg_mask = torch.arange(m, device=tokens.device).unsqueeze(0) >= k.unsqueeze(1)  # [B, M]
-        all_logit = torch.cat([pos_logit.reshape(-1), neg_logit[neg_mask]])
-        labels = torch.cat([torch.ones(b * m, device=tokens.device), torch.zeros(int(neg_mask.sum()), device=tokens.device)])
-        return F.binary_cross_entropy_with_logits(all_logit, labels)
+        k = torch.randint(0, m, (b,), device=tokens.device)
+        neg = tokens.clone()
+        neg[rows, k] = proposals[rows, k]
+        labels = (torch.arange(m, device=tokens.device).unsqueeze(0) < k.unsqueeze(1)).float()
+        return neg, labels
 
     def calculate_loss(self, interaction) -> torch.Tensor:
+        """Token CE over every remaining codebook at every step of a CRSS-ordered teacher-forced
+        path, + reflection BCE (target prefixes vs prefixes with one wrong token, decoded in the
+        same pass as a second path), + item-level CE when fusion is on."""
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
         ctx = self.encode(item_seq, item_seq_len)
         target = self.codes[pos_items]  # [B, M]
-        orders = self.sample_training_orders(ctx, target)  # [B, M]
+        b, m = target.shape
+        use_reflection = self.reflection_loss_weight > 0
+        if use_reflection:
+            orders, proposals = self.plan_training_paths(ctx, target)  # [B, M] each
+        else:
+            orders = self.sample_training_orders(ctx, target)
         tokens = target.gather(1, orders)  # [B, M]
-        states = self.decode(ctx, orders.unsqueeze(1), tokens.unsqueeze(1))[:, 0]  # [B, M + 1, H]
-        logits = self.token_logits(states[:, :-1])  # [B, M, M, D]
+        if use_reflection:
+            neg_tokens, neg_labels = self.negative_paths(tokens, proposals)
+            states = self.decode(
+                ctx, orders.unsqueeze(1).expand(b, 2, m), torch.stack([tokens, neg_tokens], dim=1)
+            )  # [B, 2, M + 1, H]: target path, negative path
+        else:
+            states = self.decode(ctx, orders.unsqueeze(1), tokens.unsqueeze(1))
+        logits = self.token_logits(states[:, 0, :-1])  # [B, M, M, D]
         loss = self.token_loss(logits, target, orders)
-        if self.reflection_loss_weight > 0:
-            loss = loss + self.reflection_loss_weight * self.reflection_loss(ctx, states, logits, orders, tokens)
+        if use_reflection:
+            refl = self.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, 2, M]
+            labels = torch.stack([torch.ones_like(neg_labels), neg_labels], dim=1)
+            loss = loss + self.reflection_loss_weight * F.binary_cross_entropy_with_logits(refl, labels)
         if self.item_fusion_weight > 0 and self.item_loss_weight > 0:
             item_logits = ctx.last @ self.item_table().t()  # [B, N]
             loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
