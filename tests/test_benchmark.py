@@ -143,6 +143,8 @@ def test_each_cell_used_protocol_profile_and_seed(bench):
     assert sas["config"]["topk"] == [5, 10, 20]
     assert "'LS': 'valid_and_test'" in str(sas["config"]["eval_args"]) or sas["config"]["eval_args"]["split"] == {"LS": "valid_and_test"}
     assert sas["config"]["eval_args"]["order"] == "TO"
+    assert [e[:2] for e in sas["epoch_times"]] == [[0, 1]] and sas["epoch_times"][0][2] == pytest.approx(sas["train_s_total"])
+    assert sas["cell_s"] >= sas["fit_s"] + sas["eval_s"] + sas["model_init_s"]
     assert sas["checkpoint"] is None and not any((bench / "out" / "saved").glob("*.pth"))
 
 

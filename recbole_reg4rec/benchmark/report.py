@@ -34,7 +34,7 @@ def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         row = {k: r.get(k) for k in ID_COLUMNS}
-        row.update({k: r.get(k) for k in COST_COLUMNS + ["best_epoch", "fit_s", "valid_s_total", "n_params"]})
+        row.update({k: r.get(k) for k in COST_COLUMNS + ["best_epoch", "fit_s", "valid_s_total", "model_init_s", "cell_s", "n_params"]})
         for split in ("valid", "test"):
             for metric in METRICS:
                 row[f"{split}_{metric}"] = (r.get(split) or {}).get(metric, math.nan)

@@ -16,8 +16,10 @@ given to RecBole's ``Config``, plus the bookkeeping fields copied into the resul
 * ``valid`` / ``test``: best validation metrics, test metrics of the best (early-stopped) model;
 * ``epochs_trained``, ``best_epoch``;
 * ``train_s_per_epoch``: wall seconds of the training passes (``Trainer._train_epoch``) divided
-  by the epochs trained; ``valid_s_total`` the same for validation passes; ``fit_s`` the whole
-  ``Trainer.fit``; ``eval_s``: the test evaluation (best-model reload included);
+  by the epochs trained (``epoch_times``: ``[epoch, stage, seconds]`` of each, stage 2 being
+  REG4Rec's alignment stage); ``valid_s_total`` the same for validation passes; ``fit_s`` the
+  whole ``Trainer.fit``; ``eval_s``: the test evaluation (best-model reload included);
+  ``model_init_s``: model construction (REG4Rec's tokenizer included); ``cell_s``: everything;
 * ``peak_rss_mb``: peak resident memory of the cell's process; ``cuda_peak_mb``:
   ``torch.cuda.max_memory_allocated`` on a GPU (else ``None``);
 * ``device``, ``config_hash`` (of the resolved RecBole config, seed and paths left out), and the
@@ -84,6 +86,7 @@ class _EpochMeter:
         self.valid_passes = 0
         self.valid_s = 0.0
         self.last_epoch = -1
+        self.epochs: list = []  # [epoch_idx, stage, seconds] per training pass
         train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
 
         def timed_train(train_data, epoch_idx, *args, **kwargs):
@@ -91,9 +94,12 @@ class _EpochMeter:
             try:
                 return train_epoch(train_data, epoch_idx, *args, **kwargs)
             finally:
-                self.train_s += time.perf_counter() - start
+                seconds = time.perf_counter() - start
+                self.train_s += seconds
                 self.train_epochs += 1
                 self.last_epoch = epoch_idx
+                # two-stage trainers (REG4Rec: supervised, then PARS alignment) expose `stage`
+                self.epochs.append([int(epoch_idx), int(getattr(trainer, "stage", 1)), seconds])
 
         def timed_valid(*args, **kwargs):
             start = time.perf_counter()
@@ -119,6 +125,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     from ..quick_start import reset_logger
 
     started_at = _now()
+    cell_start = time.perf_counter()
     sys.argv = sys.argv[:1]  # RecBole's Config parses --key=value from the command line
     config = Config(
         model=request["model"],
@@ -144,7 +151,9 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    init_start = time.perf_counter()  # includes e.g. REG4Rec's semantic-ID tokenizer build
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model_init_s = time.perf_counter() - init_start
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     meter = _EpochMeter(trainer)
@@ -183,10 +192,13 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "epochs_trained": meter.train_epochs,
         "best_epoch": best_epoch,
+        "cell_s": time.perf_counter() - cell_start,
+        "model_init_s": model_init_s,
         "fit_s": fit_s,
         "train_s_total": meter.train_s,
         "train_s_per_epoch": meter.train_s / epochs,
         "valid_s_total": meter.valid_s,
+        "epoch_times": meter.epochs,
         "eval_s": eval_s,
         "peak_rss_mb": _peak_rss_mb(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None,
