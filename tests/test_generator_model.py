@@ -41,6 +41,25 @@ def test_decoder_state_depends_on_the_token_set_not_the_order(tiny):
         d = model.decode(ctx, cb[..., :2], tok[..., :2])[:, :, -1]
     torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(a, d)  # but it does depend on the tokens
+    with torch.no_grad():  # the fast inference path computes the same last state
+        fast = model.decode(ctx, cb, tok, last_only=True)
+    assert fast.shape == (b, 1, 1, a.size(-1))
+    torch.testing.assert_close(fast[:, :, 0], a, rtol=1e-5, atol=1e-5)
+
+
+def test_reflection_negatives_carry_one_proposed_token():
+    from recbole_reg4rec.model.reg4rec import REG4Rec
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 5, (50, 4))
+    proposals = (tokens + 1) % 5
+    neg, labels = REG4Rec.negative_paths(tokens, proposals)
+    changed = neg != tokens
+    assert (changed.sum(dim=1) == 1).all()
+    k = changed.float().argmax(dim=1)
+    assert torch.equal(neg[torch.arange(50), k], proposals[torch.arange(50), k])
+    steps = torch.arange(4).unsqueeze(0)
+    assert torch.equal(labels, (steps < k.unsqueeze(1)).float())  # prefixes with the wrong token are negatives
 
 
 def test_crss_helpers():

@@ -104,7 +104,8 @@ class BeamDecoderLayer(nn.Module):
         self, x: torch.Tensor, steps: torch.Tensor, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
     ) -> torch.Tensor:
         """Args:
-            x: ``[B, K, S, H]`` state stream (K paths per user, S positions).
+            x: ``[B, K, S, H]`` state stream (K paths per user, S positions), or ``[B, K, 1, H]``:
+                only the state after all S steps (inference; positions never interact).
             steps: ``[B, K, S, H]`` step embeddings (BOS, then the emitted pairs).
             mem_kv: keys and values ``[B, nh, T, dh]`` from :meth:`memory_kv`.
             mem_mask: ``[B, T]`` bool, True where the history position is real.
@@ -117,8 +118,9 @@ class BeamDecoderLayer(nn.Module):
         # causal attention from each state to the pairs emitted so far (as a set)
         q = self.q_self(self.norm_self(x))  # [B, K, S, H]
         kk, v = self.kv_self(self.norm_steps(steps)).chunk(2, dim=-1)  # [B, K, S, H] each
+        causal = x.size(2) > 1  # a single query position is the last one: it reads every step
         att = F.scaled_dot_product_attention(
-            self._heads(q), self._heads(kk), self._heads(v), dropout_p=p, is_causal=True
+            self._heads(q), self._heads(kk), self._heads(v), dropout_p=p, is_causal=causal
         )  # [B, K, nh, S, dh]
         x = x + self.dropout(self.out_self(self._merge(att)))
         # cross-attention: all K*S queries of a user share that user's memory
@@ -151,10 +153,15 @@ class TokenDecoder(nn.Module):
         return [layer.memory_kv(memory) for layer in self.layers]
 
     def forward(
-        self, steps: torch.Tensor, mem_kv: List[Tuple[torch.Tensor, torch.Tensor]], mem_mask: torch.Tensor
+        self,
+        steps: torch.Tensor,
+        mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
+        mem_mask: torch.Tensor,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """``steps [B, K, S, H]`` (position 0 = BOS query) -> states ``[B, K, S, H]``."""
-        x = steps[:, :, :1].expand_as(steps)
+        """``steps [B, K, S, H]`` (position 0 = BOS query) -> states ``[B, K, S, H]``
+        (``[B, K, 1, H]``, the state after every step, with ``last_only``)."""
+        x = steps[:, :, :1] if last_only else steps[:, :, :1].expand_as(steps)
         for layer, kv in zip(self.layers, mem_kv):
             x = layer(x, steps, kv, mem_mask)
         return self.norm(x)

@@ -235,20 +235,24 @@ class REG4Rec(SequentialRecommender):
         return self.encode(item_seq, item_seq_len).last
 
     # ---- decoder ------------------------------------------------------------------------------
-    def decode(self, ctx: EncodedContext, codebooks: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, ctx: EncodedContext, codebooks: torch.Tensor, tokens: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
         """Decoder states after each prefix of K paths per user.
 
         Args:
             codebooks, tokens: ``[B, K, S]`` emitted pairs.
+            last_only: compute only the state after all S pairs (beam steps, order planning).
 
         Returns:
-            ``[B, K, S + 1, H]``: position ``s`` = the state after the first ``s`` pairs.
+            ``[B, K, S + 1, H]``: position ``s`` = the state after the first ``s`` pairs
+            (``[B, K, 1, H]`` with ``last_only``).
         """
         b, k, _ = codebooks.shape
         bos = (self.bos + ctx.last).view(b, 1, 1, -1).expand(b, k, 1, -1)  # [B, K, 1, H]
         steps = self.token_embedding(codebooks, tokens) + self.codebook_embedding(codebooks)  # [B, K, S, H]
         x = self.dropout(torch.cat([bos, steps], dim=2))
-        return self.decoder(x, ctx.mem_kv, ctx.mem_mask)
+        return self.decoder(x, ctx.mem_kv, ctx.mem_mask, last_only=last_only)
 
     def token_logits(self, states: torch.Tensor) -> torch.Tensor:
         """``states [..., H]`` -> logits of every codebook ``[..., M, D]`` (-inf on pad slots)."""
@@ -259,7 +263,7 @@ class REG4Rec(SequentialRecommender):
         log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``."""
 
         def step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-            state = self.decode(ctx, codebooks, tokens)[:, :, -1]  # [B, K, H]
+            state = self.decode(ctx, codebooks, tokens, last_only=True)[:, :, -1]  # [B, K, H]
             log_probs = torch.log_softmax(self.token_logits(state), dim=-1)
             reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
             return log_probs, reflect
@@ -297,17 +301,18 @@ class REG4Rec(SequentialRecommender):
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
-            for _ in range(m):
+            for _ in range(m - 1):
                 tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
-                logits = self.token_logits(self.decode(ctx, order, tokens)[:, 0, -1])  # [B, M, D]
-                if emitted.sum(dim=1).max() < m - 1:
-                    conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
-                    nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
-                else:
-                    nxt = (~emitted).float().argmax(dim=1)
+                logits = self.token_logits(self.decode(ctx, order, tokens, last_only=True)[:, 0, -1])  # [B, M, D]
+                conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
+                nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
                 emitted[rows, nxt] = True
                 picked.append(logits[rows, nxt])  # [B, D]
                 order = torch.cat([order, nxt.view(b, 1, 1)], dim=2)
+            # the last codebook is forced; its proposal comes from the previous pass (one token less)
+            nxt = (~emitted).float().argmax(dim=1)
+            picked.append(logits[rows, nxt])
+            order = torch.cat([order, nxt.view(b, 1, 1)], dim=2)
             orders = order.view(b, m)
             step_logits = torch.stack(picked, dim=1)  # [B, M, D]
         step_logits = step_logits.scatter(2, target.gather(1, orders).unsqueeze(-1), float("-inf"))
