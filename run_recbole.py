@@ -3,6 +3,7 @@
     python run_recbole.py --model=REG4Rec --dataset=ml-100k
     python run_recbole.py --model=SASRec --config_files="a.yaml b.yaml" --epochs=5
     python run_recbole.py --model=REG4Rec --nproc=2            # RecBole's DDP (gloo on CPU)
+    python run_recbole.py --model=REG4Rec --resume=saved/REG4Rec-<time>.pth   # continue a killed run
 
 Flags are RecBole's own run_recbole.py flags; any other ``--key=value`` overrides that config
 key (RecBole parses them). Our models' default properties load before your config files.
@@ -12,6 +13,7 @@ import argparse
 import sys
 
 import recbole_reg4rec  # noqa: F401  (compatibility layer + model registration)
+from recbole_reg4rec.compat.checkpoints import CorruptCheckpointError, UnsafeCheckpointError
 from recbole_reg4rec.quick_start import run
 
 
@@ -25,6 +27,11 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=str, default="5678", help="port of the master node")
     parser.add_argument("--world_size", type=int, default=-1, help="total number of jobs")
     parser.add_argument("--group_offset", type=int, default=0, help="global rank offset of this group")
+    parser.add_argument(
+        "--resume", type=str, default=None,
+        help="checkpoint of a killed run to continue (saved/<Model>-<time>.pth or saved/last/...; the newer is "
+             "used); give the same model, dataset, config files and flags as the original run",
+    )
     # Unknown --key=value flags are config overrides; RecBole's Config reads them from sys.argv.
     args, _ = parser.parse_known_args(argv)
     return args
@@ -43,8 +50,9 @@ def main(argv=None):
             ip=args.ip,
             port=args.port,
             group_offset=args.group_offset,
+            resume=args.resume,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, CorruptCheckpointError, UnsafeCheckpointError) as err:
         # Configuration and data errors carry an actionable message; a traceback adds nothing.
         print(f"error: {err}", file=sys.stderr)
         return 2

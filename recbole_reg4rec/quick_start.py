@@ -1,22 +1,32 @@
 """Entry points: RecBole's quick-start functions, with our models and safe checkpoints.
 
-``run`` / ``run_recbole`` / ``run_recboles`` mirror ``recbole.quick_start``; the difference is
-that spawned DDP workers import this package first (so they know our models too). Use
-:func:`load_data_and_model` to reload a checkpoint: it never unpickles code.
+``run`` / ``run_recbole`` / ``run_recboles`` mirror ``recbole.quick_start``; the differences are
+that spawned DDP workers import this package first (so they know our models too), that config
+values are type-checked before anything is loaded (:mod:`.compat.config_checks`) and that a
+killed run can be resumed: ``run_recbole(..., resume="saved/<Model>-<time>.pth")`` (or the config
+key ``resume_checkpoint``) restores the run's newest checkpoint before ``fit`` and finishes with
+the same results as an uninterrupted run. Use :func:`load_data_and_model` to reload a
+checkpoint: it never unpickles code.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import MutableMapping
 from logging import getLogger
 from typing import Optional
 
+from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
-from recbole.quick_start import quick_start as _recbole_quick_start
-from recbole.utils import get_model, init_logger, init_seed
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, get_model, get_trainer, init_logger, init_seed, set_color
 
+from .compat import config_checks
 from .compat.checkpoints import config_from_checkpoint, load_checkpoint
 from .compat.distributed import without_ddp_runtime
+
+config_checks.install()
 
 
 def reset_logger() -> None:
@@ -28,19 +38,70 @@ def reset_logger() -> None:
         handler.close()
 
 
-def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
-    """Train and test one model (single process). Same arguments and result as RecBole's."""
+def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
+                resume: Optional[str] = None):
+    """Train and test one model, like RecBole's ``run_recbole`` (same arguments and result).
+
+    Args:
+        resume: checkpoint of an interrupted run of the same model, dataset and config (its best
+            ``saved/<Model>-<time>.pth`` or its ``saved/last/<Model>-<time>.pth``; the newer one is
+            used). Training continues where it stopped, with the RNG states it recorded; the
+            config key ``resume_checkpoint`` does the same.
+    """
     reset_logger()
-    return _recbole_quick_start.run_recbole(
-        model=model, dataset=dataset, config_file_list=config_file_list,
-        config_dict=config_dict, saved=saved, queue=queue,
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    resume = resume or config["resume_checkpoint"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    transform = construct_transform(config)
+    flops = get_flops(model, dataset, config["device"], logger, transform)
+    logger.info(set_color("FLOPs", "blue") + f": {flops}")
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if resume:
+        trainer.resume_checkpoint(resume)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+    if not config["single_spec"]:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)  # for multiprocessing, e.g., mp.spawn
+    return result
 
 
 def run_recboles(rank, *args):
     """Target of ``mp.spawn``: importing this module already registered our models."""
-    reset_logger()
-    _recbole_quick_start.run_recboles(rank, *args)
+    kwargs = args[-1]
+    if not isinstance(kwargs, MutableMapping):
+        raise ValueError(f"The last argument of run_recboles should be a dict, but got {type(kwargs)}")
+    kwargs["config_dict"] = kwargs.get("config_dict", {})
+    kwargs["config_dict"]["local_rank"] = rank
+    run_recbole(*args[:3], **kwargs)
 
 
 def run(
@@ -54,10 +115,11 @@ def run(
     ip="localhost",
     port="5678",
     group_offset=0,
+    resume: Optional[str] = None,
 ):
-    """Single-process or DDP run, like ``recbole.quick_start.run``."""
+    """Single-process or DDP run, like ``recbole.quick_start.run`` (``resume``: see :func:`run_recbole`)."""
     if nproc == 1 and world_size <= 0:
-        return run_recbole(model, dataset, config_file_list, config_dict, saved)
+        return run_recbole(model, dataset, config_file_list, config_dict, saved, resume=resume)
     import torch.multiprocessing as mp
 
     if world_size == -1:
@@ -65,7 +127,7 @@ def run(
     queue = mp.get_context("spawn").SimpleQueue()
     config_dict = dict(config_dict or {})
     config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
-    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
+    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved, "resume": resume}
     mp.spawn(run_recboles, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()
 

@@ -16,7 +16,10 @@ behave this way.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
+import sys
 from typing import Optional
 
 import numpy as np
@@ -92,6 +95,17 @@ def _read_header(filepath: str, separator: str, encoding: str) -> list[str]:
     return head.split(separator)
 
 
+def _check_header_present(filepath: str, header: list[str], separator: str) -> None:
+    """A first line without any ``field:type`` column is data, not a header: say so."""
+    if not any(":" in column for column in header):
+        raise AtomicFileError(
+            f"{filepath}: line 1 ({separator.join(header)[:80]!r}) is not a header: atomic files start with a "
+            f"header line naming every column as `field:type`, e.g. "
+            f"{separator.join(['user_id:token', 'item_id:token', 'timestamp:float'])!r} (types: {_VALID_TYPES}). "
+            f"Add that line at the top of the file."
+        )
+
+
 def _parse_header_column(filepath: str, column: str) -> tuple[str, FeatureType]:
     field, sep, ftype = column.partition(":")
     if not sep or not field:
@@ -140,6 +154,92 @@ def _split_sequence(filepath: str, field: str, ftype: FeatureType, column: pd.Se
     return out
 
 
+@contextlib.contextmanager
+def _no_csv_field_limit():
+    """pandas' python engine refuses cells over ``csv.field_size_limit()`` (128 KiB), e.g. a
+    100k-token token_seq cell; lift the limit while reading (long cells are capped later)."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _check_field_counts(filepath: str, separator: str, encoding: str, expected: int) -> None:
+    """Every data line must have as many fields as the header.
+
+    pandas raises on a line with too *many* fields but silently fills a line with too *few*
+    with NaN, which would shift nothing but quietly blank its last columns; both are reported
+    here with their line numbers. Blank lines (pandas skips them) and lines holding a quote
+    character (a quoted cell may contain the separator; pandas parses those) are not counted.
+    """
+    bad: list[tuple[int, int]] = []
+    n_bad = 0
+    try:
+        with open(filepath, "r", encoding=encoding, newline="") as f:
+            f.readline()
+            for number, line in enumerate(f, start=2):
+                line = line.rstrip("\r\n")
+                if not line or '"' in line:
+                    continue
+                n_fields = line.count(separator) + 1
+                if n_fields != expected:
+                    n_bad += 1
+                    if len(bad) < 5:
+                        bad.append((number, n_fields))
+    except UnicodeDecodeError:
+        raise _encoding_error(filepath, encoding) from None
+    if n_bad:
+        first_line, first_count = bad[0]
+        where = ", ".join(f"line {n}: {c}" for n, c in bad) + (", ..." if n_bad > len(bad) else "")
+        raise AtomicFileError(
+            f"{filepath}: line {first_line} has {first_count} fields but the header has {expected} "
+            f"({n_bad} line(s) with a wrong field count; {where}). Every line must have exactly one "
+            f"value per header column, separated by `field_separator` ({separator!r}); leave a cell "
+            f"empty (two separators in a row) for a missing value."
+        )
+
+
+#: Longest token_seq cell kept when ``seq_len`` does not name the field: RecBole pads every
+#: cell of a sequence field to the longest one, so a single runaway cell (e.g. a whole review
+#: as tokens) would otherwise cost ``n_rows x its length`` memory.
+DEFAULT_TOKEN_SEQ_CAP = 512
+
+
+def _cap_sequences(filepath: str, field: str, ftype: FeatureType, sequences: list, cap: Optional[int], logger) -> tuple[list, int]:
+    """Truncate sequences to ``cap`` (``None``: no cap); log how many cells were cut."""
+    max_len = max(map(len, sequences), default=0)
+    if cap is None or max_len <= cap:
+        return sequences, max_len
+    n_cut = sum(len(seq) > cap for seq in sequences)
+    if logger is not None:
+        logger.warning(
+            f"{filepath}: field {field!r} ({ftype.value}): {n_cut} cell(s) longer than {cap} entries were "
+            f"truncated to {cap} (longest: {max_len}). Set the config key `seq_len: {{{field}: N}}` to keep more."
+        )
+    return [seq[:cap] for seq in sequences], cap
+
+
+def _invalid_timestamps(filepath: str, field: str, values: pd.Series, logger) -> np.ndarray:
+    """Rows whose time value is missing / NaN / infinite (to drop); warn about negative ones."""
+    array = values.to_numpy(dtype=np.float64)
+    invalid = ~np.isfinite(array)
+    n_negative = int((array[~invalid] < 0).sum())
+    if n_negative and logger is not None:
+        logger.warning(
+            f"{filepath}: {n_negative} interaction(s) have a negative {field!r}; they are kept and sort "
+            f"before every other one. If negative values mean 'unknown', drop them with the config key "
+            f"`val_interval: {{{field}: \"[0,inf)\"}}`."
+        )
+    return invalid
+
+
+def _line_list(rows: np.ndarray, limit: int = 5) -> str:
+    lines = ", ".join(str(int(r) + 2) for r in rows[:limit])
+    return lines + (", ..." if len(rows) > limit else "")
+
+
 def load_feat(self, filepath: str, source) -> Optional[pd.DataFrame]:
     """Replacement for ``recbole.data.dataset.Dataset._load_feat`` (same contract).
 
@@ -156,6 +256,7 @@ def load_feat(self, filepath: str, source) -> Optional[pd.DataFrame]:
     separator = self.config["field_separator"]
     encoding = self.config["encoding"] or "utf-8"
     header = _read_header(filepath, separator, encoding)
+    _check_header_present(filepath, header, separator)
     columns, usecols = [], []
     for column in header:
         field, ftype = _parse_header_column(filepath, column)
@@ -176,12 +277,14 @@ def load_feat(self, filepath: str, source) -> Optional[pd.DataFrame]:
         self.logger.warning(f"No columns has been loaded from [{source}]")
         return None
 
+    _check_field_counts(filepath, separator, encoding, len(header))
     try:
         # Everything is read as text first so that a bad float cell can be reported by line.
-        df = pd.read_csv(
-            filepath, delimiter=separator, usecols=usecols, dtype=str, encoding=encoding,
-            engine="python", keep_default_na=False, na_values=[""],
-        )
+        with _no_csv_field_limit():
+            df = pd.read_csv(
+                filepath, delimiter=separator, usecols=usecols, dtype=str, encoding=encoding,
+                engine="python", keep_default_na=False, na_values=[""],
+            )
     except UnicodeDecodeError:
         raise _encoding_error(filepath, encoding) from None
     except pd.errors.ParserError as err:
@@ -193,25 +296,63 @@ def load_feat(self, filepath: str, source) -> Optional[pd.DataFrame]:
         raise AtomicFileError(f"{filepath}: {err}") from None
     df = df[usecols]
     df.columns = columns
+    if len(df) == 0:
+        if source == FeatureSource.INTERACTION:
+            raise AtomicFileError(
+                f"{filepath}: the file has a header but no interaction lines. Add one line per "
+                f"interaction below the header (or point `data_path` / `dataset` at the right file)."
+            )
+        self.logger.warning(f"{filepath}: the file has a header but no data lines; it adds no features.")
 
     seq_separator = self.config["seq_separator"]
     configured_seq_len = self.config["seq_len"] or {}
+    time_field = self.config["TIME_FIELD"] if source == FeatureSource.INTERACTION else None
+    drop = np.zeros(len(df), dtype=bool)
     for field in columns:
         ftype = self.field2type[field]
         if ftype == FeatureType.FLOAT:
             df[field] = _to_float(filepath, field, df[field])
+            if field == time_field:
+                invalid = _invalid_timestamps(filepath, field, df[field], self.logger)
+                if invalid.any():
+                    self.logger.warning(
+                        f"{filepath}: dropped {int(invalid.sum())} of {len(df)} interaction(s) with a missing, "
+                        f"NaN or infinite {field!r} (lines {_line_list(np.flatnonzero(invalid))}): they cannot "
+                        f"be placed in time. Fill those cells to keep them."
+                    )
+                    drop |= invalid
         if not ftype.value.endswith("seq"):
             continue
         sequences = _split_sequence(filepath, field, ftype, df[field], seq_separator)
-        max_seq_len = max(map(len, sequences), default=0)
         if field in configured_seq_len:
-            seq_len = configured_seq_len[field]
-            sequences = [seq[:seq_len] for seq in sequences]
-            self.field2seqlen[field] = min(seq_len, max_seq_len)
+            cap = int(configured_seq_len[field])
         else:
-            self.field2seqlen[field] = max_seq_len
+            cap = DEFAULT_TOKEN_SEQ_CAP if ftype == FeatureType.TOKEN_SEQ else None
+        sequences, self.field2seqlen[field] = _cap_sequences(filepath, field, ftype, sequences, cap, self.logger)
         df[field] = pd.Series(sequences, index=df.index, dtype=object)
+    if drop.any():
+        df = df.loc[~drop].reset_index(drop=True)
+    df = _drop_duplicate_ids(self, filepath, source, df)
     return AtomicFrame(df)
+
+
+def _drop_duplicate_ids(self, filepath: str, source, df: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first row of every user / item id in a ``.user`` / ``.item`` file (RecBole does
+    the same later, silently); log how many rows were dropped and which ids repeat."""
+    id_field = {FeatureSource.ITEM: self.iid_field, FeatureSource.USER: self.uid_field}.get(source)
+    if id_field is None or id_field not in df:
+        return df
+    duplicated = df.duplicated(subset=[id_field], keep="first").to_numpy()
+    if duplicated.any():
+        ids = pd.unique(df.loc[duplicated, id_field])
+        shown = ", ".join(map(repr, ids[:5])) + (", ..." if len(ids) > 5 else "")
+        self.logger.warning(
+            f"{filepath}: dropped {int(duplicated.sum())} duplicate row(s) of {id_field!r} (lines "
+            f"{_line_list(np.flatnonzero(duplicated))}; ids {shown}): the first row of each id is kept. "
+            f"Merge or remove the repeated rows to silence this."
+        )
+        df = df.loc[~duplicated].reset_index(drop=True)
+    return df
 
 
 def fill_nan(self) -> None:
@@ -234,8 +375,12 @@ def fill_nan(self) -> None:
 
 
 def install() -> None:
-    """Route RecBole's Dataset through the loaders above (idempotent)."""
+    """Route RecBole's Dataset through the loaders above and log what RecBole would leave out
+    silently (:mod:`.data_checks`) (idempotent)."""
     from recbole.data.dataset import Dataset
+
+    from . import data_checks
 
     Dataset._load_feat = load_feat
     Dataset._fill_nan = fill_nan
+    data_checks.install()
