@@ -343,6 +343,9 @@ def results_table(grid, prepared: PreparedSweep):
     table = pd.DataFrame(rows)
     if table.empty:
         return table, configs
+    metrics = [c for c in table.columns if c.startswith("valid_") and c != SCORE_KEY]
+    metrics += [c for c in table.columns if c.startswith("test_")]
+    table = table[["trial", "status", *keys, "epochs", SCORE_KEY, *metrics, "error"]]
     order = {"completed": 0, "stopped early": 1, "failed": 2}
     table["_rank"] = table["status"].map(order)
     table = table.sort_values(
