@@ -157,6 +157,10 @@ def test_prepare_validates_against_the_model_config(toy_data, workdir):
     assert os.path.isabs(prepared.setup.config_dict["data_path"])
     assert all(os.path.isabs(f) for f in prepared.setup.config_files)
 
+    # REG4Rec's token cache is shared by all trials (an absolute path, as in a plain run)
+    reg = prepare(_settings(workdir, toy_data, "learning_rate loguniform -7,-4\n", model="REG4Rec"))
+    assert reg.setup.config_dict["tokenizer_cache_dir"] == str(workdir / "saved" / "semantic_ids")
+
     with pytest.raises(SweepError, match=r"p\.hyper, line 2: 'hiden_size' is not a config key .*'hidden_size'"):
         prepare(_settings(workdir, toy_data, "learning_rate loguniform -7,-4\nhiden_size choice [8]\n"))
     with pytest.raises(SweepError, match=r"--epoch: not a config key .*'epochs'"):

@@ -28,6 +28,9 @@ from .params import ParamsFileError, ParamSpec, check_keys, parse_params_file, s
 from .trainable import COMPLETED_KEY, SCORE_KEY, TrialSetup, recbole_trainable
 
 SCHEDULERS = ("asha", "fifo", "none")
+#: relative paths that every trial should share (resolved against the sweep's working
+#: directory, as a plain ``run_recbole`` would): caches that are safe to share across trials
+SHARED_PATH_KEYS = ("tokenizer_cache_dir", "dataset_save_path", "dataloaders_save_path")
 #: ASHA's max_t, in reports (one per evaluation, plus the final one)
 ASHA_MAX_T = 1 << 16
 
@@ -164,6 +167,11 @@ def prepare(settings: SweepSettings) -> PreparedSweep:
             f"dataset {settings.dataset!r} not found: {data_folder!r} does not exist. Set data_path "
             f"(in a --config_files yaml or --data_path=...) to the folder that holds {settings.dataset}/."
         )
+
+    for key in SHARED_PATH_KEYS:
+        value = config[key]
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            overrides[key] = os.path.abspath(value)
 
     valid_metric = str(config["valid_metric"])
     mode = "max" if config["valid_metric_bigger"] else "min"
