@@ -14,13 +14,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..utils.atomic import atomic_open
 from .features import side_info_fields
 from .semantic_ids import SemanticIDs
 from .settings import TokenizerSettings
@@ -114,18 +114,9 @@ class SemanticIDCache:
         codes = sem.codes.cpu().numpy().astype(np.int64)
         sizes = np.asarray(sem.codebook_sizes, dtype=np.int64)
         report_json = json.dumps(report, sort_keys=True, default=str)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f, codes=codes, codebook_sizes=sizes, ordered=np.bool_(sem.ordered), report=np.str_(report_json),
-                    fingerprint=np.str_(fingerprint),
-                    checksum=np.str_(_checksum(codes, sizes, sem.ordered, report_json, fingerprint)),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_open(path, "wb") as f:
+            np.savez(
+                f, codes=codes, codebook_sizes=sizes, ordered=np.bool_(sem.ordered), report=np.str_(report_json),
+                fingerprint=np.str_(fingerprint),
+                checksum=np.str_(_checksum(codes, sizes, sem.ordered, report_json, fingerprint)),
+            )
