@@ -9,6 +9,15 @@ strings, lists and dicts are all the weights-only unpickler needs.
 
 Legacy RecBole checkpoints are refused with an explanation; a user who trusts such a file can
 opt in per call with ``trusted=True``.
+
+Crash safety. Every checkpoint also holds the random number generator states (torch, CUDA,
+numpy, Python's ``random`` and the training dataloader's generator), the best validation result
+and the model's epoch counters, so a run resumed from it repeats exactly what the uninterrupted
+run would have done. Besides RecBole's *best* checkpoint (``saved_model_file``, written when the
+validation score improves, used for the final evaluation) the trainer writes a *last*
+checkpoint at the start of every epoch to ``<checkpoint_dir>/last/<same name>``: a killed run
+loses at most one epoch. ``Trainer.resume_checkpoint(best or last file)`` prefers the newer last
+checkpoint; the last file is removed once the best model is loaded for the final evaluation.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import contextlib
 import enum
 import os
 import pickle
+import random
 import sys
 import tempfile
 from typing import Any, Mapping, Optional
@@ -54,15 +64,80 @@ def to_plain(value: Any) -> Any:
     return str(value)
 
 
+#: Settings of *how* a run was started, not of the model: never stored, so a rebuilt config
+#: does not resume (or launch DDP) again.
+_NOT_STORED = ("resume_checkpoint", "resume")
+
+
 def config_to_plain(config) -> dict:
     """Plain-data record of a RecBole ``Config`` (see module docstring)."""
     model = config["model"]
+    external = {k: v for k, v in config.external_config_dict.items() if k not in _NOT_STORED}
+    final = {k: v for k, v in config.final_config_dict.items() if k not in _NOT_STORED}
     return {
         "model": model if isinstance(model, str) else model.__name__,
         "dataset": config["dataset"],
-        "external": to_plain(config.external_config_dict),
-        "final": to_plain(config.final_config_dict),
+        "external": to_plain(external),
+        "final": to_plain(final),
     }
+
+
+# --- random number generator states ----------------------------------------------------------
+
+
+def rng_state(train_data=None) -> dict:
+    """Every RNG state a training epoch draws from, as data ``weights_only`` loading accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": [int(x) for x in internal], "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    generator = getattr(train_data, "generator", None)
+    if isinstance(generator, torch.Generator):
+        state["dataloader"] = generator.get_state()
+    return state
+
+
+def restore_rng_state(state: Mapping, train_data=None) -> None:
+    """Inverse of :func:`rng_state` (parts missing from ``state`` are left as they are)."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "numpy" in state:
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+    if "python" in state:
+        p = state["python"]
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    generator = getattr(train_data, "generator", None)
+    if "dataloader" in state and isinstance(generator, torch.Generator):
+        generator.set_state(state["dataloader"].cpu())
+
+
+#: Plain counters some models keep outside their ``state_dict`` that change what training does
+#: (REG4Rec counts epochs in ``_epoch`` for its CRSS warm-up); saved and restored with the weights.
+MODEL_COUNTERS = ("_epoch",)
+
+
+def _model_counters(model) -> dict:
+    return {name: int(getattr(model, name)) for name in MODEL_COUNTERS if isinstance(getattr(model, name, None), int)}
+
+
+def last_checkpoint_path(saved_model_file: str) -> str:
+    """Where the per-epoch *last* checkpoint of a run whose best checkpoint is ``saved_model_file`` lives."""
+    return os.path.join(os.path.dirname(saved_model_file), "last", os.path.basename(saved_model_file))
+
+
+def best_checkpoint_path(last_file: str) -> str:
+    """Inverse of :func:`last_checkpoint_path`."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(last_file))), os.path.basename(last_file))
 
 
 @contextlib.contextmanager
@@ -154,6 +229,30 @@ def _first_line(err: BaseException) -> str:
 # --- RecBole Trainer integration -------------------------------------------------------------
 
 
+def _training_state(self, epoch) -> dict:
+    """Everything needed to continue training after ``epoch`` (see the module docstring)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config_to_plain(self.config),
+        "epoch": int(epoch),
+        "cur_step": int(self.cur_step),
+        "best_valid_score": to_plain(self.best_valid_score),
+        "best_valid_result": to_plain(getattr(self, "best_valid_result", None)),
+        "state_dict": self.model.state_dict(),
+        "other_parameter": self.model.other_parameter(),
+        "optimizer": self.optimizer.state_dict(),
+        "rng": rng_state(getattr(self, "_reg4rec_train_data", None)),
+        "model_counters": _model_counters(self.model),
+    }
+    if hasattr(self, "extra_checkpoint_state"):
+        state["extra"] = self.extra_checkpoint_state()
+    return state
+
+
+def _writes_checkpoints(self) -> bool:
+    return bool(self.config["single_spec"]) or self.config["local_rank"] == 0
+
+
 def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
     """Replacement for ``recbole.trainer.Trainer._save_checkpoint`` writing a safe checkpoint.
 
@@ -162,34 +261,55 @@ def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
     """
     from recbole.utils import set_color
 
-    if not self.config["single_spec"] and self.config["local_rank"] != 0:
+    if not _writes_checkpoints(self):
         return
     saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "config": config_to_plain(self.config),
-        "epoch": int(epoch),
-        "cur_step": int(self.cur_step),
-        "best_valid_score": to_plain(self.best_valid_score),
-        "state_dict": self.model.state_dict(),
-        "other_parameter": self.model.other_parameter(),
-        "optimizer": self.optimizer.state_dict(),
-    }
-    if hasattr(self, "extra_checkpoint_state"):
-        state["extra"] = self.extra_checkpoint_state()
+    state = {**_training_state(self, epoch), "kind": "best"}
     save_checkpoint(state, saved_model_file)
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
 
-def _trainer_resume_checkpoint(self, resume_file):
-    """Replacement for ``Trainer.resume_checkpoint`` using :func:`load_checkpoint`."""
+def _save_last_checkpoint(self, next_epoch: int) -> None:
+    """The state at the start of epoch ``next_epoch``, as if epoch ``next_epoch - 1`` was just saved."""
+    if not _writes_checkpoints(self):
+        return
+    path = last_checkpoint_path(self.saved_model_file)
+    save_checkpoint({**_training_state(self, next_epoch - 1), "kind": "last"}, path)
+
+
+def newest_checkpoint(resume_file: str) -> str:
+    """``resume_file``, or its *last* checkpoint when that one exists and is at least as recent."""
     resume_file = str(resume_file)
-    self.saved_model_file = resume_file
+    last = last_checkpoint_path(resume_file)
+    if os.path.abspath(last) == os.path.abspath(resume_file) or not os.path.isfile(last):
+        return resume_file
+    try:
+        newer = load_checkpoint(last)["epoch"] >= load_checkpoint(resume_file)["epoch"]
+    except (CorruptCheckpointError, KeyError):
+        return resume_file
+    return last if newer else resume_file
+
+
+def _trainer_resume_checkpoint(self, resume_file):
+    """Replacement for ``Trainer.resume_checkpoint``: safe loading, RNG states, last checkpoints.
+
+    Given a best checkpoint whose last checkpoint is newer, resumes from the last one. Training
+    continues after the checkpoint's epoch with the model, optimizer, early-stopping state, RNG
+    states and trainer state (:meth:`restore_extra_checkpoint_state`) it recorded; the best
+    model file stays the run's original ``saved_model_file``.
+    """
+    from recbole.utils import set_color
+
+    resume_file = newest_checkpoint(resume_file)
     checkpoint = load_checkpoint(resume_file, map_location=self.device)
+    is_last = checkpoint.get("kind") == "last"
+    self.saved_model_file = best_checkpoint_path(resume_file) if is_last else resume_file
     self.start_epoch = checkpoint["epoch"] + 1
     self.cur_step = checkpoint["cur_step"]
     self.best_valid_score = checkpoint["best_valid_score"]
+    if checkpoint.get("best_valid_result") is not None:
+        self.best_valid_result = checkpoint["best_valid_result"]
     stored_model = checkpoint["config"]["model"]
     if str(stored_model).lower() != str(self.config["model"]).lower():
         self.logger.warning(
@@ -198,10 +318,45 @@ def _trainer_resume_checkpoint(self, resume_file):
         )
     self.model.load_state_dict(checkpoint["state_dict"])
     self.model.load_other_parameter(checkpoint.get("other_parameter"))
+    for name, value in (checkpoint.get("model_counters") or {}).items():
+        setattr(self.model, name, int(value))
     self.optimizer.load_state_dict(checkpoint["optimizer"])
     if hasattr(self, "restore_extra_checkpoint_state"):
         self.restore_extra_checkpoint_state(checkpoint.get("extra") or {})
-    self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+    # applied when the next epoch starts, so nothing drawn before then shifts the sequence
+    self._reg4rec_pending_rng = checkpoint.get("rng")
+    self.logger.info(
+        set_color("Checkpoint loaded", "blue") + f" ({'last' if is_last else 'best'}: {resume_file}). "
+        f"Resume training from epoch {self.start_epoch}; best model file: {self.saved_model_file}"
+    )
+
+
+def _wrap_fit(original_fit):
+    """Around every ``fit`` loop: restore a resumed run's RNG states right before its first epoch
+    and write the *last* checkpoint at the start of every epoch (when ``saved``)."""
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._reg4rec_train_data = train_data
+        train_epoch = type(self)._train_epoch
+
+        def _train_epoch(data, epoch_idx, *args, **kwargs):
+            pending = self.__dict__.pop("_reg4rec_pending_rng", None)
+            if pending:
+                restore_rng_state(pending, data)
+            if saved:
+                _save_last_checkpoint(self, epoch_idx)
+            return train_epoch(self, data, epoch_idx, *args, **kwargs)
+
+        self._train_epoch = _train_epoch  # instance attribute: shadows every subclass's method
+        try:
+            return original_fit(self, train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        finally:
+            self.__dict__.pop("_train_epoch", None)
+
+    fit.__doc__ = original_fit.__doc__
+    fit.__wrapped__ = original_fit
+    fit.__reg4rec_checkpoints__ = True
+    return fit
 
 
 def _wrap_evaluate(original_evaluate):
@@ -212,10 +367,17 @@ def _wrap_evaluate(original_evaluate):
             self.model.load_state_dict(checkpoint["state_dict"])
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            result = original_evaluate(self, eval_data, load_best_model=False, show_progress=show_progress)
+            # training is over: the per-epoch resume point is no longer needed
+            if model_file is None and _writes_checkpoints(self):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(last_checkpoint_path(checkpoint_file))
+            return result
         return original_evaluate(self, eval_data, load_best_model=False, show_progress=show_progress)
 
     evaluate.__doc__ = original_evaluate.__doc__
     evaluate.__wrapped__ = original_evaluate
+    evaluate.__reg4rec_checkpoints__ = True
     return evaluate
 
 
@@ -225,5 +387,8 @@ def install() -> None:
 
     Trainer._save_checkpoint = _trainer_save_checkpoint
     Trainer.resume_checkpoint = _trainer_resume_checkpoint
-    if not hasattr(Trainer.evaluate, "__wrapped__"):
+    # (RecBole's evaluate already has a ``__wrapped__``: it is decorated with torch.no_grad)
+    if not getattr(Trainer.evaluate, "__reg4rec_checkpoints__", False):
         Trainer.evaluate = _wrap_evaluate(Trainer.evaluate)
+    if not getattr(Trainer.fit, "__reg4rec_checkpoints__", False):
+        Trainer.fit = _wrap_fit(Trainer.fit)
