@@ -337,7 +337,8 @@ def _wrap_fit(original_fit):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._reg4rec_train_data = train_data
-        train_epoch = type(self)._train_epoch
+        previous = self.__dict__.get("_train_epoch")  # an instance-level wrapper (e.g. a timing meter)
+        train_epoch = self._train_epoch  # that wrapper, or the (subclass's) method
 
         def _train_epoch(data, epoch_idx, *args, **kwargs):
             pending = self.__dict__.pop("_reg4rec_pending_rng", None)
@@ -345,13 +346,16 @@ def _wrap_fit(original_fit):
                 restore_rng_state(pending, data)
             if saved:
                 _save_last_checkpoint(self, epoch_idx)
-            return train_epoch(self, data, epoch_idx, *args, **kwargs)
+            return train_epoch(data, epoch_idx, *args, **kwargs)
 
         self._train_epoch = _train_epoch  # instance attribute: shadows every subclass's method
         try:
             return original_fit(self, train_data, valid_data, verbose, saved, show_progress, callback_fn)
         finally:
-            self.__dict__.pop("_train_epoch", None)
+            if previous is None:
+                self.__dict__.pop("_train_epoch", None)
+            else:
+                self._train_epoch = previous
 
     fit.__doc__ = original_fit.__doc__
     fit.__wrapped__ = original_fit
