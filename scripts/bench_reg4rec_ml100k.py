@@ -24,18 +24,22 @@ SHARED = {
     "n_heads": 2,
     "hidden_dropout_prob": 0.2,
     "attn_dropout_prob": 0.2,
-    "train_batch_size": 512,
+    "train_batch_size": 2048,
     "eval_batch_size": 262144,
-    "learning_rate": 0.001,
+    "learning_rate": 0.002,
     "loss_type": "CE",
     "train_neg_sample_args": None,
-    "stopping_step": 5,
+    "stopping_step": 3,
     "metrics": ["Recall", "NDCG", "MRR", "Hit"],
     "topk": [10, 20],
     "valid_metric": "NDCG@10",
     "show_progress": False,
     "reproducibility": True,
+    "pars_enabled": False,  # first stage only
 }
+
+
+FUSION_SWEEP = (0.5, 1.0, 2.0, 4.0)
 
 
 def run(model_name: str, epochs: int, seed: int, extra: dict) -> dict:
@@ -65,7 +69,20 @@ def run(model_name: str, epochs: int, seed: int, extra: dict) -> dict:
     t0 = time.perf_counter()
     result = trainer.evaluate(test, load_best_model=True, show_progress=False)
     eval_s = time.perf_counter() - t0
+    sweep = {}
+    if hasattr(model, "item_fusion_weight") and model.item_fusion_weight > 0:
+        # the fusion weight acts at inference only (the ID head's training weight is
+        # item_loss_weight): rank the same checkpoint with other weights, valid and test
+        chosen = model.item_fusion_weight
+        for w in FUSION_SWEEP:
+            model.item_fusion_weight = w
+            v = trainer.evaluate(valid, load_best_model=False, show_progress=False)
+            t = trainer.evaluate(test, load_best_model=False, show_progress=False)
+            sweep[str(w)] = {"valid_ndcg@10": float(v["ndcg@10"]), "test_ndcg@10": float(t["ndcg@10"]),
+                             "test_recall@10": float(t["recall@10"])}
+        model.item_fusion_weight = chosen
     return {
+        "fusion_sweep": sweep,
         "model": model_name, "seed": seed, "epochs": len(times), "s_per_epoch": sum(times) / len(times),
         "init_s": init_s, "test_eval_s": eval_s, "best_valid_ndcg10": best_valid,
         **{k: float(v) for k, v in result.items()},

@@ -131,14 +131,12 @@ def catalogue_masses(
     Returns:
         counts ``[B, K, b, D]`` and masses ``[B, K, b, D]`` (None without item_prob).
     """
-    w = items.float()
-    wp = w * item_prob.unsqueeze(1) if item_prob is not None else None
     counts, masses = [], []
     for j in range(chosen.size(-1)):  # branch factor, usually 1
-        counts.append(index.token_mass(w, chosen[..., j]))
-        if wp is not None:
-            masses.append(index.token_mass(wp, chosen[..., j]))
-    return torch.stack(counts, 2), (torch.stack(masses, 2) if wp is not None else None)
+        c, w = index.candidate_tokens(items, chosen[..., j], item_prob)
+        counts.append(c)
+        masses.append(w)
+    return torch.stack(counts, 2), (torch.stack(masses, 2) if item_prob is not None else None)
 
 
 def merge_equal_sets(
@@ -155,9 +153,7 @@ def merge_equal_sets(
         others), ranking keys ``[B, P]``, number of merged-away candidates per user ``[B]``.
     """
     b, p, m = sets.shape
-    user = torch.arange(b, device=sets.device).view(b, 1, 1).expand(b, p, 1)
-    rows = torch.cat([user, sets], dim=-1).reshape(b * p, m + 1)
-    _, group = torch.unique(rows, dim=0, return_inverse=True)  # [B*P]
+    group = _set_groups(sets)  # [B*P]
     n_groups = int(group.max()) + 1
     flat = score.reshape(-1)
     gmax = flat.new_full((n_groups,), NEG_INF).scatter_reduce(0, group, flat, "amax")
@@ -172,6 +168,26 @@ def merge_equal_sets(
     return merged, merged + prior, n_merged
 
 
+def _set_groups(sets: torch.Tensor) -> torch.Tensor:
+    """Group ids ``[B * P]`` of equal token sets within each user: ``sets [B, P, M]`` (-1 = absent).
+
+    Each set is packed into one integer (exact while ``(D + 1) ** M < 2 ** 62``, else rows are
+    compared with ``torch.unique``); groups never span two users.
+    """
+    b, p, m = sets.shape
+    base = int(sets.max()) + 2
+    if base ** m >= 2 ** 62:
+        user = torch.arange(b, device=sets.device).view(b, 1, 1).expand(b, p, 1)
+        return torch.unique(torch.cat([user, sets], dim=-1).reshape(b * p, m + 1), dim=0, return_inverse=True)[1]
+    weights = base ** torch.arange(m, device=sets.device)
+    keys = ((sets + 1) * weights).sum(dim=-1)  # [B, P]
+    sorted_keys, order = keys.sort(dim=1)
+    new = torch.ones_like(sorted_keys, dtype=torch.bool)
+    new[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]  # first of each row is always new
+    gid = (new.reshape(-1).cumsum(0) - 1).view(b, p)
+    return torch.empty_like(gid).scatter_(1, order, gid).reshape(-1)
+
+
 def completion_scores(
     index: CatalogueIndex, score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor, items: torch.Tensor
 ) -> torch.Tensor:
@@ -184,14 +200,20 @@ def completion_scores(
     Returns:
         ``[B, N]`` token scores, ``-inf`` for items no path reached.
     """
-    total = score.unsqueeze(-1).expand_as(items).clone()  # [B, K, N]
+    b, k, n = items.shape
+    items = items & torch.isfinite(score).unsqueeze(-1)
+    bi, ki, ni = items.nonzero(as_tuple=True)  # consistent (user, path, item) triples
+    vals = score[bi, ki]
     for r in range(index.n_codebooks):
         if bool(emitted[..., r].all()):
             continue
-        lp = log_probs[:, :, r, :][..., index.codes_t[r]]  # [B, K, N]
-        total = total + lp.masked_fill(emitted[..., r : r + 1], 0.0)
-    total = total.masked_fill(~items, NEG_INF)
-    return torch.logsumexp(total, dim=1)
+        lp = log_probs[bi, ki, r, index.codes_t[r, ni]]
+        vals = vals + lp.masked_fill(emitted[bi, ki, r], 0.0)
+    # log-sum-exp over the paths of each (user, item)
+    flat = bi * n + ni
+    best = torch.full((b * n,), NEG_INF, device=score.device).scatter_reduce(0, flat, vals, "amax")
+    total = torch.zeros(b * n, device=score.device).index_add_(0, flat, (vals - best[flat]).exp())
+    return (best + total.log()).view(b, n)
 
 
 # ---- the search ---------------------------------------------------------------------------
@@ -240,6 +262,8 @@ def corp_beam_search(
             hist[:, :, -1, 2] = reflect_logp.exp()
         chosen, cand, conf = expand_candidates(score, log_probs, emitted, step, cfg)  # [B,K,b], [B,K,b,D], [B,K,b]
         nb, d = chosen.size(-1), cand.size(-1)
+        live = torch.isfinite(score)[..., None, None]
+        cand_lp = torch.where(live, cand - score[..., None, None], torch.full_like(cand, NEG_INF))  # [B, K, b, D]
         prior = torch.zeros_like(cand)
         if cfg.corp or use_prior:
             counts, masses = catalogue_masses(index, items, chosen, item_prob)
@@ -254,6 +278,7 @@ def corp_beam_search(
         pool = min(flat_key.size(1), max(big_k, cfg.pool_factor * big_k))
         key, pick = flat_key.topk(pool, dim=1)  # [B, P]
         cand_score = cand.flatten(1).gather(1, pick)
+        pick_lp = cand_lp.flatten(1).gather(1, pick)
         cand_prior = prior.flatten(1).gather(1, pick)
         parent = pick // (nb * d)
         j = (pick // d) % nb
@@ -269,13 +294,12 @@ def corp_beam_search(
         parent, r, t, c = (x.gather(1, sel) for x in (parent, r, t, c))
         score = cand_score.gather(1, sel)
         sets = new_sets.gather(1, sel.unsqueeze(-1).expand(-1, -1, m))
-        lp_step = _gather_paths(log_probs, parent)  # [B, K', M, D]
-        lp_tok = lp_step.gather(2, r[..., None, None].expand(-1, -1, 1, d)).squeeze(2).gather(2, t.unsqueeze(-1))
+        lp_tok = pick_lp.gather(1, sel)  # [B, K']
         cb = torch.cat([_gather_paths(cb, parent), r.unsqueeze(-1)], dim=2)
         tok = torch.cat([_gather_paths(tok, parent), t.unsqueeze(-1)], dim=2)
         emitted = _gather_paths(emitted, parent).scatter(2, r.unsqueeze(-1), True)
         items = index.narrow(_gather_paths(items, parent), r, t)
-        new_hist = torch.stack([lp_tok.squeeze(-1), c, torch.ones_like(c), torch.zeros_like(c)], dim=-1)
+        new_hist = torch.stack([lp_tok, c, torch.ones_like(c), torch.zeros_like(c)], dim=-1)
         hist = torch.cat([_gather_paths(hist, parent), new_hist.unsqueeze(2)], dim=2)
 
     log_probs, reflect_logp = step_fn(cb, tok)

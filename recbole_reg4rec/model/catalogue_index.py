@@ -32,6 +32,9 @@ class CatalogueIndex:
         self.real_items[0] = False
         # pad item's pad codes may equal max_size: keep them in range, the item is masked anyway
         self.codes_t = self.codes.t().clamp(max=self.max_size - 1).contiguous()  # [M, N]
+        tokens = torch.arange(self.max_size, device=codes.device).view(1, -1, 1)
+        # has[r, t] = bool mask of the items holding token t on codebook r (dense posting lists)
+        self.has = (self.codes_t.unsqueeze(1) == tokens) & self.real_items  # [M, D, N]
         self._postings: List[Dict[int, torch.Tensor]] | None = None
 
     @property
@@ -74,7 +77,7 @@ class CatalogueIndex:
 
     def narrow(self, mask: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """Add one pair to each path: ``mask [B, K, N]``, ``codebook, token [B, K]`` -> ``[B, K, N]``."""
-        return mask & (self.codes_t[codebook] == token.unsqueeze(-1))
+        return mask & self.has[codebook, token]
 
     def token_mass(self, weights: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """Sum of item weights per token of one codebook per path.
@@ -87,9 +90,35 @@ class CatalogueIndex:
             ``[B, K, D]``: entry ``t`` = sum of ``weights`` over items whose token on that
             codebook is ``t`` (0 = emitting ``t`` would leave no consistent item).
         """
-        index = self.codes_t[codebook]  # [B, K, N]
-        out = weights.new_zeros(*weights.shape[:-1], self.max_size)
-        return out.scatter_add_(-1, index, weights)
+        return self.candidate_tokens(weights != 0, codebook, weights)[1]
+
+    def candidate_tokens(
+        self, mask: torch.Tensor, codebook: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> tuple:
+        """Counts (and weight sums) of consistent items per token of one codebook per path.
+
+        Works on the non-zero entries of ``mask`` only (a path's consistent items are few after
+        its first step), reading each item's token on the path's codebook.
+
+        Args:
+            mask: ``[B, K, N]`` bool consistency masks; codebook: ``[B, K]`` long.
+            weights: ``[B, K, N]`` or ``[B, N]`` (shared by a user's paths) float, or None.
+
+        Returns:
+            counts ``[B, K, D]`` and weight sums ``[B, K, D]`` (None without ``weights``).
+        """
+        b, k, _ = mask.shape
+        bi, ki, ni = mask.nonzero(as_tuple=True)
+        flat = ((bi * k + ki) * self.max_size) + self.codes_t[codebook[bi, ki], ni]
+        counts = torch.zeros(b * k * self.max_size, device=mask.device).index_add_(
+            0, flat, torch.ones_like(flat, dtype=torch.float)
+        )
+        sums = None
+        if weights is not None:
+            vals = weights[bi, ki, ni] if weights.dim() == 3 else weights[bi, ni]
+            sums = torch.zeros(b * k * self.max_size, device=mask.device, dtype=vals.dtype).index_add_(0, flat, vals)
+            sums = sums.view(b, k, self.max_size)
+        return counts.view(b, k, self.max_size), sums
 
     def token_mass_reference(self, weights: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """Plain loop version of :meth:`token_mass` through the posting lists (tests only)."""
