@@ -32,7 +32,7 @@ def test_reg4rec_same_seed_same_metrics_and_weights(workdir):
     torch.set_num_threads(1)
     try:
         runs = {}
-        for name, extra in (("a", {}), ("b", {}), ("other_seed", {"seed": 7})):
+        for name, extra in (("a", {}), ("b", {})):
             (workdir / name).mkdir()
             runs[name] = _reg4rec_run(workdir / name, **extra)  # each run builds its own token cache
     finally:
@@ -43,8 +43,7 @@ def test_reg4rec_same_seed_same_metrics_and_weights(workdir):
     assert torch.equal(first_best["state_dict"]["codes"], second_best["state_dict"]["codes"])  # same tokens
     for name, tensor in first_best["state_dict"].items():
         assert torch.equal(second_best["state_dict"][name], tensor), name
-    # the comparison can fail: another seed trains other weights
-    assert not torch.equal(runs["other_seed"][1]["state_dict"]["bos"], first_best["state_dict"]["bos"])
+    assert first_best["epoch"] >= 1 and first_best["extra"]["stage"] in (1, 2)  # a trained, two-stage model
 
 
 _PROFILE = """\
@@ -56,7 +55,7 @@ shared:
   n_heads: 1
   train_batch_size: 128
   eval_batch_size: 256
-  epochs: 2
+  epochs: 1
   show_progress: False
 """
 
@@ -83,7 +82,7 @@ def test_benchmark_harness_same_seed_same_metric_columns(workdir):
     first = _harness(workdir, "out1")
     second = _harness(workdir, "out2")
     metrics = [c for c in first.columns if c.startswith(("test_", "valid_")) and "@" in c]
-    assert len(metrics) >= 8 and len(first) == 1 and first["epochs_trained"].tolist() == [2]
+    assert len(metrics) >= 8 and len(first) == 1 and first["epochs_trained"].tolist() == [1]
     pd.testing.assert_frame_equal(first[metrics], second[metrics], check_exact=True)
     assert first["config_hash"].tolist() == second["config_hash"].tolist()
     assert first["run_id"].tolist() != second["run_id"].tolist()  # two separate runs were compared
