@@ -91,3 +91,29 @@ def test_benchmark_result_files_are_json_only(workdir):
     assert store.load("good") == {"status": "ok", "test": {"ndcg@10": 0.5}}
     assert not list(store.cells_dir.glob("*.tmp*"))  # written atomically, no temporary left
     _assert_not_pwned()
+
+
+def test_recbole_saved_dataset_and_dataloader_pickles_are_never_loaded(workdir, fast_sasrec_config):
+    """RecBole unpickles these files whenever they exist under checkpoint_dir."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_reg4rec.compat.safe_pickles import UnsafePickleError
+
+    config = Config(model="SASRec", dataset="toy", config_dict=fast_sasrec_config)
+    os.makedirs("saved")
+    planted = "saved/toy-SequentialDataset.pth"
+    with open(planted, "wb") as f:
+        pickle.dump(_Exploit(), f)
+    with pytest.raises(UnsafePickleError) as info:
+        create_dataset(config)
+    assert planted in str(info.value) and "Delete the file" in str(info.value)
+    os.remove(planted)
+
+    dataset = create_dataset(config)
+    with open("saved/toy-for-SASRec-dataloader.pth", "wb") as f:
+        pickle.dump(_Exploit(), f)
+    with pytest.raises(UnsafePickleError):
+        data_preparation(config, dataset)
+    _assert_not_pwned()
+    assert pickle.loads(pickle.dumps({"a": 1})) == {"a": 1}  # the process's own pickle is untouched
