@@ -21,6 +21,9 @@ import importlib.util
 
 import pandas as pd
 import pytest
+import yaml
+
+import recbole_reg4rec.benchmark
 
 from recbole_reg4rec.benchmark.protocol import (
     PROTOCOL,
@@ -315,7 +318,10 @@ def test_cell_settings_priority_and_seeds():
     assert base["eval_args"] == PROTOCOL["eval_args"]
     assert top == {"epochs": 7, "learning_rate": 0.01, "seed": 2021}  # variant > --key=value
     assert seeds_for(3) == [2020, 2021, 2022]
-    assert load_profile("quick").shared["MAX_ITEM_LIST_LENGTH"] == 50
+    quick = load_profile("quick")
+    shipped = yaml.safe_load((Path(recbole_reg4rec.benchmark.__file__).parent / "profiles" / "quick.yaml").read_text())
+    assert quick.shared["MAX_ITEM_LIST_LENGTH"] == shipped["shared"]["MAX_ITEM_LIST_LENGTH"]
+    assert quick.models["REG4Rec"]["epochs"] + quick.models["REG4Rec"]["pars_epochs"] == quick.shared["epochs"]
     assert load_profile("full").shared["epochs"] > load_profile("quick").shared["epochs"]
 
 
