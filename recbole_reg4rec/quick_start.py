@@ -22,11 +22,8 @@ from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, get_model, get_trainer, init_logger, init_seed, set_color
 
-from .compat import config_checks
 from .compat.checkpoints import config_from_checkpoint, load_checkpoint
 from .compat.distributed import without_ddp_runtime
-
-config_checks.install()
 
 
 def reset_logger() -> None:

@@ -3,8 +3,13 @@
 Applied once by ``import recbole_reg4rec``. Scope, deliberately narrow:
 
 * numpy 2: restore the removed aliases RecBole reads (``np.float`` ...), nothing else;
-* pandas 3: RecBole's atomic-file loader and NaN filling (see :mod:`.atomic_files`);
-* torch >= 2.6: checkpoints that load with ``weights_only=True`` (see :mod:`.checkpoints`);
+* pandas 3: RecBole's atomic-file loader and NaN filling, with errors naming file, line and fix
+  (:mod:`.atomic_files`), and counts of what RecBole drops silently (:mod:`.data_checks`);
+* config values of the wrong type are refused before anything loads (:mod:`.config_checks`);
+* torch >= 2.6: checkpoints that load with ``weights_only=True``, carry RNG states and a
+  per-epoch "last" file for resuming (:mod:`.checkpoints`); RecBole's pickled dataset /
+  dataloader files are refused rather than unpickled (:mod:`.safe_pickles`);
+* DDP on CPU via gloo (:mod:`.distributed`);
 * ray >= 2.7: see :mod:`.ray_tune` (used by our sweep entry point, not patched into RecBole).
 
 No file in site-packages is edited, no process-wide environment variable is set and pandas /
@@ -13,7 +18,7 @@ numpy behaviour is not changed beyond the aliases.
 
 import warnings
 
-from . import atomic_files, checkpoints, distributed
+from . import atomic_files, checkpoints, config_checks, data_checks, distributed, safe_pickles
 from .numpy_aliases import compatibility_settings, restore_numpy_aliases
 
 _APPLIED = False
@@ -29,7 +34,10 @@ def apply() -> None:
 
     Config.compatibility_settings = compatibility_settings
     atomic_files.install()
+    data_checks.install()
+    config_checks.install()
     checkpoints.install()
+    safe_pickles.install()
     distributed.install()
     _silence_recbole_inplace_deprecations()
     _APPLIED = True

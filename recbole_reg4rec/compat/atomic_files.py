@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import sys
 from typing import Optional
 
@@ -375,12 +374,8 @@ def fill_nan(self) -> None:
 
 
 def install() -> None:
-    """Route RecBole's Dataset through the loaders above and log what RecBole would leave out
-    silently (:mod:`.data_checks`) (idempotent)."""
+    """Route RecBole's Dataset through the loaders above (idempotent)."""
     from recbole.data.dataset import Dataset
-
-    from . import data_checks
 
     Dataset._load_feat = load_feat
     Dataset._fill_nan = fill_nan
-    data_checks.install()

@@ -386,13 +386,8 @@ def _wrap_evaluate(original_evaluate):
 
 
 def install() -> None:
-    """Make RecBole's Trainer write and read safe checkpoints, and RecBole's data utilities
-    refuse to unpickle saved datasets / dataloaders (:mod:`.safe_pickles`) (idempotent)."""
+    """Make RecBole's Trainer write and read safe checkpoints (idempotent)."""
     from recbole.trainer import Trainer
-
-    from . import safe_pickles
-
-    safe_pickles.install()
 
     Trainer._save_checkpoint = _trainer_save_checkpoint
     Trainer.resume_checkpoint = _trainer_resume_checkpoint

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from time import time
+
 from typing import Dict, Optional
 
 import torch
 from recbole.trainer import Trainer
-from recbole.utils import early_stopping, get_gpu_usage, set_color
+from recbole.utils import get_gpu_usage, set_color
 from tqdm import tqdm
 
 from ..alignment import attach_future_items
