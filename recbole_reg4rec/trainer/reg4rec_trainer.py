@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-
 from typing import Dict, Optional
 
 import torch
