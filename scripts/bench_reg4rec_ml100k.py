@@ -39,7 +39,7 @@ SHARED = {
 }
 
 
-FUSION_SWEEP = (0.5, 1.0, 2.0, 4.0)
+FUSION_SWEEP = (1.0, 2.0, 4.0, 8.0)
 
 
 def run(model_name: str, epochs: int, seed: int, extra: dict) -> dict:
@@ -148,9 +148,8 @@ def main() -> None:
     if args.paired:
         print("PAIRED", json.dumps(paired_timing(args.paired, extra, args.seed)))
         return
-    rows = [run(m, args.epochs, args.seed, extra) for m in args.models]
-    for r in rows:
-        print("RESULT", json.dumps(r))
+    for m in args.models:
+        print("RESULT", json.dumps(run(m, args.epochs, args.seed, extra)), flush=True)
 
 
 if __name__ == "__main__":
