@@ -347,3 +347,20 @@ def test_steps_plot_and_table_from_records(tmp_path):
     assert png is not None and png.read_bytes()[:8] == PNG_MAGIC
     md = summary_markdown(summary, None, None, "# t")
     assert "## Reasoning steps L" in md and "no baseline" in md
+
+
+def test_report_only_writes_tables_from_finished_cells_and_runs_nothing(bench, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench / "out", out)
+    (out / "summary.md").unlink()
+    (out / "cells" / next(p.name for p in (out / "cells").glob("SASRec*2021*.json"))).unlink()  # an unfinished cell
+    before = _run_ids(out)
+    argv = [a if not a.startswith("--output=") else f"--output={out}" for a in _argv(bench)] + ["--report_only"]
+    assert run_benchmark.main(argv) == 0
+    assert _run_ids(out) == before  # nothing ran
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 3
+    summary = (out / "summary.md").read_text()
+    assert "SASRec seed 2021 (not run)" in summary

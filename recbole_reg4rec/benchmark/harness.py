@@ -58,6 +58,7 @@ class BenchmarkRequest:
     overrides: Dict[str, Any] = field(default_factory=dict)
     ours: frozenset = frozenset()  # model names registered by recbole_reg4rec
     keep_checkpoints: bool = False
+    report_only: bool = False  # write the reports from finished cells, run nothing
     command: str = ""
 
 
@@ -200,6 +201,10 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
             record = store.load(cell.cid)
             log(f"{head}: finished earlier ({record.get('finished_at')}), skipped")
             skipped.append(cell.cid)
+            continue
+        if req.report_only:
+            log(f"{head}: not finished, not run (--report_only)")
+            failed.append(f"{cell.spec.label} seed {cell.seed} (not run)")
             continue
         log(f"{head} ...")
         start = time.perf_counter()
