@@ -218,3 +218,22 @@ def test_one_fit_runs_both_stages_and_a_killed_stage2_resumes_in_stage2(monkeypa
     resumed.fit(train2, None, verbose=False, saved=True)
     assert stage1_epochs == []
     assert torch.load(resumed.saved_model_file, weights_only=True)["epoch"] == 2
+
+
+def test_both_stages_run_under_mixed_precision(monkeypatch, workdir):
+    """enable_amp puts both stages under torch.autocast (bfloat16 on CPU, float16 on CUDA)."""
+    model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "epochs": 1, "enable_amp": True})
+    trainer = REG4RecTrainer(train.config, model)
+    seen_dtypes = []
+    original = type(model).token_logits
+
+    def spy(self, states):
+        logits = original(self, states)
+        seen_dtypes.append((self.training, logits.dtype))
+        return logits
+
+    monkeypatch.setattr(type(model), "token_logits", spy)
+    trainer.fit(train, None, verbose=False, saved=False)
+    assert trainer.stage == 2 and torch.isfinite(torch.tensor(trainer.last_alignment_stats["reward_total_mean"]))
+    assert torch.bfloat16 in {dtype for _, dtype in seen_dtypes}  # autocast was active
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -133,16 +133,21 @@ class REG4RecTrainer(Trainer):
                  desc=set_color(f"Align {epoch_idx:>5}", "pink"))
             if show_progress else train_data
         )
+        # mixed precision exactly as RecBole's own epochs: autocast by enable_amp, loss scaling on CUDA
+        scaler = torch.amp.GradScaler("cuda", enabled=self.enable_scaler)
         for interaction in batches:
             interaction = interaction.to(self.device)
             self.optimizer.zero_grad()
-            out = alignment_loss(self.model, self.reference, interaction, self.pars_settings)
+            with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+                out = alignment_loss(self.model, self.reference, interaction, self.pars_settings)
             loss = out["loss"]
             self._check_nan(loss)
-            loss.backward()
+            scaler.scale(loss).backward()
             if self.clip_grad_norm:
+                scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-            self.optimizer.step()
+            scaler.step(self.optimizer)
+            scaler.update()
             total_loss += float(loss)
             n_batches += 1
             for name in ("hit", "step", "reflect", "total"):
