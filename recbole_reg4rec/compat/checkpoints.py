@@ -28,11 +28,12 @@ import os
 import pickle
 import random
 import sys
-import tempfile
 from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
+
+from ..utils.atomic import atomic_open
 
 CHECKPOINT_FORMAT = "recbole_reg4rec.checkpoint/1"
 
@@ -173,19 +174,8 @@ def config_from_checkpoint(checkpoint: Mapping, overrides: Optional[dict] = None
 
 def save_checkpoint(state: dict, path: str) -> None:
     """Write ``state`` to ``path`` atomically: readers see the old file or the new one, never half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str, map_location=None, trusted: bool = False) -> dict:
