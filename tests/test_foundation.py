@@ -208,3 +208,37 @@ def test_cli_unknown_model_is_a_short_error(workdir):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Unknown model 'NoSuchModel'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_recbole_lookups_find_our_classes_by_name(toy_data):
+    """RecBole's own objective_function / get_trainer / create_dataset resolve our registrations."""
+    from recbole.data.dataset import SequentialDataset
+    from recbole.quick_start import objective_function
+    from recbole.utils import get_trainer
+
+    from recbole_reg4rec.registry import register_dataset
+    from recbole_reg4rec.trainer import REG4RecTrainer
+    from synthetic import SYNTHETIC_LOAD_COL
+
+    class REG4RecProbeDataset(SequentialDataset):
+        built = 0
+
+        def __init__(self, config):
+            type(self).built += 1
+            super().__init__(config)
+
+    register_dataset("REG4Rec", REG4RecProbeDataset)
+    try:
+        result = objective_function(config_dict={
+            "model": "REG4Rec", "dataset": "toy", "data_path": str(toy_data), "load_col": SYNTHETIC_LOAD_COL,
+            "epochs": 1, "pars_epochs": 0, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1,
+            "MAX_ITEM_LIST_LENGTH": 10, "show_progress": False, "n_codebooks": 2, "codebook_size": 8,
+            "beam_size": 20, "tokenizer_cache_dir": str(toy_data / "tokens"),
+        }, saved=False)
+    finally:
+        import recbole.data.dataset
+
+        delattr(recbole.data.dataset, "REG4RecDataset")
+    assert result["model"] == "REG4Rec" and 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    assert REG4RecProbeDataset.built == 1
+    assert get_trainer(None, "REG4Rec") is REG4RecTrainer
