@@ -175,6 +175,42 @@ def test_token_mass_matches_posting_lists():
     assert mask[0, 0].nonzero().squeeze(1).tolist() == items.tolist()
 
 
+def test_candidate_lists_agree_with_item_masks():
+    """The rollouts' candidate-list catalogue checks equal the mask form used by beam search."""
+    torch.manual_seed(2)
+    codes = torch.cat([torch.tensor([[4, 3, 5]]), torch.stack(
+        [torch.randint(0, 4, (30,)), torch.randint(0, 3, (30,)), torch.randint(0, 5, (30,))], 1)])
+    index = CatalogueIndex(codes, (4, 3, 5))
+    postings = index.padded_postings()  # [M, D, P]
+    for r in range(3):
+        for t in range(5):
+            listed = sorted(i for i in postings[r, t].tolist() if i > 0)
+            assert listed == index.items_with(r, t).tolist()
+    first_cb, second_cb = torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2])
+    first_tok = torch.tensor([int(codes[7, 0]), int(codes[9, 2]), int(codes[3, 1])])
+    candidates = postings[first_cb, first_tok]  # [3, P]
+    mask = index.narrow(index.initial_mask(3, 1), first_cb.view(3, 1), first_tok.view(3, 1))  # [3, 1, N]
+    allowed_from_mask = index.token_mass(mask.float(), second_cb.view(3, 1))[:, 0] > 0
+    assert torch.equal(index.allowed_tokens(candidates, second_cb), allowed_from_mask)
+    second_tok = allowed_from_mask.float().argmax(dim=1)
+    narrowed = index.narrow_items(candidates, second_cb, second_tok)
+    mask = index.narrow(mask, second_cb.view(3, 1), second_tok.view(3, 1))
+    for row in range(3):
+        assert sorted(i for i in narrowed[row].tolist() if i > 0) == mask[row, 0].nonzero().squeeze(1).tolist()
+
+
+def test_one_codebook_logits_equal_the_full_heads(tiny):
+    model = tiny[0]
+    states = torch.randn(3, 5, model.hidden_size, requires_grad=True)
+    codebooks = torch.randint(0, model.n_codebooks, (3, 5))
+    full = model.token_logits(states).gather(
+        2, codebooks.view(3, 5, 1, 1).expand(3, 5, 1, model.token_embedding.max_size)
+    ).squeeze(2)
+    torch.testing.assert_close(model.codebook_logits(states, codebooks), full)
+    model.codebook_logits(states, codebooks).masked_fill(torch.isinf(full), 0).sum().backward()
+    assert states.grad is not None and states.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [({"reasoning_steps": 4}, "reasoning_steps"), ({"beam_size": 3}, "beam_size"), ({"crss_confidence": "vibes"}, "crss_confidence")],

@@ -7,6 +7,11 @@ over the codebooks not yet emitted (or the fixed order), and the token from the 
 distribution on that codebook at ``token_temperature``, restricted to tokens that keep at least
 one catalogue item consistent with the path (CORP's catalogue check). So every sampled path
 names a real item.
+
+The catalogue check works on candidate lists, not item masks: before the first step every token
+that some item holds is allowed; after it, a path's consistent items are a sub-list of one
+posting list (``[B*G, P]``, P = the longest posting list), so each later check reads P items per
+path instead of all N. The decoder computes only the newest state at each step.
 """
 
 from __future__ import annotations
@@ -55,32 +60,40 @@ def sample_paths(
     m = model.n_codebooks
     device = ctx.last.device
     index = model.catalogue()
-    consistent = index.initial_mask(b, g)  # [B, G, N] items consistent with each path
+    candidates = None  # [BG, P] items consistent with each path (0 = empty slot), after step 0
     codebooks = torch.zeros(b, g, 0, dtype=torch.long, device=device)
     tokens = torch.zeros(b, g, 0, dtype=torch.long, device=device)
     emitted = torch.zeros(b * g, m, dtype=torch.bool, device=device)
     rows = torch.arange(b * g, device=device)
     allowed_steps, logp_steps, reflect_steps = [], [], []
     for s in range(m + 1):
-        # ctx is broadcast over the G paths: the encoder output is shared, not recomputed
-        state = model.decode(ctx, codebooks, tokens)[:, :, -1]  # [B, G, H]
+        # ctx is broadcast over the G paths: the encoder output is shared, not recomputed; the
+        # first state (empty path) is the same for all G paths, so it is decoded once per context
+        width = 1 if s == 0 else g
+        state = model.decode(ctx, codebooks[:, :width], tokens[:, :width], last_only=True)[:, :, -1]  # [B, G|1, H]
         if s > 0:
             reflect_steps.append(model.reflection_head(state).squeeze(-1))  # about the s-pair prefix
         if s == m:
             break
-        logits = model.token_logits(state).view(b * g, m, -1)  # [BG, M, D]
+        logits = model.token_logits(state).expand(b, g, m, -1).reshape(b * g, m, -1)  # [BG, M, D]
         if model.fixed_order:
             chosen = torch.full((b * g,), s, dtype=torch.long, device=device)
         else:
             conf = codebook_confidence(torch.log_softmax(logits, dim=-1), model.crss_confidence)  # [BG, M]
             chosen = sample_next_codebook(conf, emitted, order_temperature)
-        allowed = index.token_mass(consistent.float(), chosen.view(b, g)).view(b * g, -1) > 0  # [BG, D]
+        if candidates is None:
+            allowed = index.token_exists[chosen]  # [BG, D]
+        else:
+            allowed = index.allowed_tokens(candidates, chosen)  # [BG, D]
         step_logits = logits[rows, chosen]  # [BG, D]
         sample_logp = _masked_log_softmax(step_logits / token_temperature, allowed)
         token = torch.multinomial(sample_logp.exp(), 1).squeeze(-1)  # [BG]
         logp_steps.append(_masked_log_softmax(step_logits, allowed)[rows, token])
         allowed_steps.append(allowed)
-        consistent = index.narrow(consistent, chosen.view(b, g), token.view(b, g))
+        if candidates is None:
+            candidates = index.padded_postings()[chosen, token]  # [BG, P]
+        else:
+            candidates = index.narrow_items(candidates, chosen, token)
         emitted[rows, chosen] = True
         codebooks = torch.cat([codebooks, chosen.view(b, g, 1)], dim=2)
         tokens = torch.cat([tokens, token.view(b, g, 1)], dim=2)
@@ -105,10 +118,7 @@ def path_log_probs(model, ctx, rollouts: Rollouts):
     """
     b, g, m = rollouts.tokens.shape
     states = model.decode(ctx, rollouts.codebooks, rollouts.tokens)  # [B, G, M + 1, H]
-    logits = model.token_logits(states[:, :, :-1])  # [B, G, M (step), M (codebook), D]
-    step_logits = logits.gather(
-        3, rollouts.codebooks.view(b, g, m, 1, 1).expand(b, g, m, 1, logits.size(-1))
-    ).squeeze(3)  # [B, G, M, D]
+    step_logits = model.codebook_logits(states[:, :, :-1], rollouts.codebooks)  # [B, G, M, D]
     logp = _masked_log_softmax(step_logits, rollouts.allowed)
     token_logp = logp.gather(-1, rollouts.tokens.unsqueeze(-1)).squeeze(-1)  # [B, G, M]
     reflect_logit = model.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, G, M]

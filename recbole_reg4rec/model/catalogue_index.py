@@ -35,7 +35,9 @@ class CatalogueIndex:
         tokens = torch.arange(self.max_size, device=codes.device).view(1, -1, 1)
         # has[r, t] = bool mask of the items holding token t on codebook r (dense posting lists)
         self.has = (self.codes_t.unsqueeze(1) == tokens) & self.real_items  # [M, D, N]
+        self.token_exists = self.has.any(dim=-1)  # [M, D] tokens some real item holds
         self._postings: List[Dict[int, torch.Tensor]] | None = None
+        self._padded_postings: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -69,6 +71,38 @@ class CatalogueIndex:
         """True when ``item`` differs from the path on one of the path's codebooks."""
         row = self.codes[item]
         return any(int(row[int(r)]) != int(t) for r, t in zip(codebooks, tokens))
+
+    # ---- batched candidate lists (sampling paths: few items per path after one step) ----------
+    def padded_postings(self) -> torch.Tensor:
+        """Posting lists as one tensor ``[M, D, P]``: row ``(r, t)`` = the items holding token
+        ``t`` on codebook ``r``, then zeros (item 0 is RecBole's padding item, never real);
+        ``P`` = the longest posting list."""
+        if self._padded_postings is None:
+            longest = int(self.has.sum(dim=-1).max())
+            # a stable sort of "not held" puts each list's items first, in id order
+            first = torch.sort((~self.has).to(torch.uint8), dim=-1, stable=True).indices[..., :longest]
+            self._padded_postings = first * self.has.gather(-1, first)  # [M, D, P]
+        return self._padded_postings
+
+    def allowed_tokens(self, items: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Tokens of one codebook held by at least one of each path's candidate items.
+
+        Args:
+            items: ``[R, P]`` candidate item ids of R paths (0 = empty slot).
+            codebook: ``[R]`` codebook each path emits on next.
+
+        Returns:
+            ``[R, D]`` bool.
+        """
+        held = self.codes_t[codebook.unsqueeze(1), items]  # [R, P]
+        counts = torch.zeros(items.size(0), self.max_size, device=items.device)
+        return counts.scatter_add_(1, held, (items > 0).float()) > 0
+
+    def narrow_items(self, items: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Keep the candidates holding ``token`` on ``codebook``: ``items [R, P]``, ``codebook,
+        token [R]`` -> ``[R, P]`` (dropped slots become 0)."""
+        keep = self.codes_t[codebook.unsqueeze(1), items] == token.unsqueeze(1)
+        return items * keep
 
     # ---- batched tensor form ----------------------------------------------------------------
     def initial_mask(self, *lead: int) -> torch.Tensor:

@@ -188,3 +188,24 @@ class CodebookHeads(nn.Module):
         q = self.proj(h).view(*h.shape[:-1], self.n_codebooks, h.size(-1))  # [..., M, H]
         logits = torch.einsum("...mh,mdh->...md", q, tables) / self.temperature
         return logits.masked_fill(~valid, float("-inf"))
+
+    def one_codebook(
+        self, h: torch.Tensor, codebook: torch.Tensor, tables: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits of one given codebook per state, ``h [..., H]``, ``codebook [...]`` -> ``[..., D]``.
+
+        Equals ``forward(h, ...)`` read at ``codebook``, at 1/M of its cost: rescoring sampled
+        paths needs only the emitted codebook's distribution at each step.
+        """
+        hidden = h.size(-1)
+        flat_h, flat_cb = h.reshape(-1, hidden), codebook.reshape(-1)
+        weight = self.proj.weight.view(self.n_codebooks, hidden, hidden)
+        bias = self.proj.bias.view(self.n_codebooks, hidden)
+        logits = flat_h.new_zeros(flat_h.size(0), tables.size(1))
+        for r in range(self.n_codebooks):
+            rows = (flat_cb == r).nonzero().squeeze(1)
+            if rows.numel():
+                q = F.linear(flat_h[rows], weight[r], bias[r])  # [n, H]
+                logits = logits.index_copy(0, rows, q @ tables[r].t() / self.temperature)
+        logits = logits.masked_fill(~valid[flat_cb], float("-inf"))
+        return logits.view(*codebook.shape, -1)

@@ -258,6 +258,13 @@ class REG4Rec(SequentialRecommender):
         """``states [..., H]`` -> logits of every codebook ``[..., M, D]`` (-inf on pad slots)."""
         return self.heads(states, self.token_embedding.codebook_tables(), self.token_embedding.table_valid)
 
+    def codebook_logits(self, states: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
+        """Logits of one codebook per state: ``states [..., H]``, ``codebooks [...]`` -> ``[..., D]``
+        (equals :meth:`token_logits` read at ``codebooks``, cheaper)."""
+        return self.heads.one_codebook(
+            states, codebooks, self.token_embedding.codebook_tables(), self.token_embedding.table_valid
+        )
+
     def step_function(self, ctx: EncodedContext):
         """The :data:`~.beam_search.StepFn` of these users: last decoder state -> token
         log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``."""
@@ -355,10 +362,12 @@ class REG4Rec(SequentialRecommender):
         """Token CE over every remaining codebook at every step of a CRSS-ordered teacher-forced
         path, + reflection BCE (target prefixes vs prefixes with one wrong token, decoded in the
         same pass as a second path), + item-level CE when fusion is on."""
-        item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        pos_items = interaction[self.POS_ITEM_ID]
-        ctx = self.encode(item_seq, item_seq_len)
+        ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return self.supervised_loss(ctx, interaction[self.POS_ITEM_ID])
+
+    def supervised_loss(self, ctx: EncodedContext, pos_items: torch.Tensor) -> torch.Tensor:
+        """:meth:`calculate_loss` of already encoded histories (the alignment stage shares its
+        encoder pass with this term). ``pos_items [B]`` -> scalar."""
         target = self.codes[pos_items]  # [B, M]
         b, m = target.shape
         use_reflection = self.reflection_loss_weight > 0

@@ -112,7 +112,7 @@ def alignment_loss(model, reference, interaction, settings: AlignmentSettings) -
     if settings.reflection_weight > 0:
         loss = loss + settings.reflection_weight * reflection_bce
     if settings.sft_weight > 0:
-        loss = loss + settings.sft_weight * model.calculate_loss(interaction)
+        loss = loss + settings.sft_weight * model.supervised_loss(ctx, target_items)
 
     stats = {name: value.detach() for name, value in rewards.items()}
     stats.update(
