@@ -101,6 +101,18 @@ def test_non_utf8_file_gets_clear_error(workdir):
                                            "train_neg_sample_args": None}))
 
 
+def test_ce_models_run_on_recboles_own_defaults():
+    """overall.yaml samples negatives, RecBole's CE sequential models refuse that: out of the box,
+    `run_recbole.py --model=SASRec` must work, while an explicit conflict keeps RecBole's error."""
+    assert Config(model="SASRec", dataset="ml-100k")["train_neg_sample_args"]["distribution"] == "none"
+    assert Config(model="GRU4Rec", dataset="ml-100k")["train_neg_sample_args"]["distribution"] == "none"
+    # a pairwise general model keeps RecBole's default sampling
+    assert Config(model="BPR", dataset="ml-100k")["train_neg_sample_args"]["distribution"] == "uniform"
+    sampling = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0}
+    with pytest.raises(ValueError, match="should be None when the loss_type is CE"):
+        Config(model="SASRec", dataset="ml-100k", config_dict={"train_neg_sample_args": sampling})
+
+
 def test_unknown_model_lists_available_names():
     with pytest.raises(ValueError) as info:
         get_model("SASRecc")

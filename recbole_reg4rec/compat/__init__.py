@@ -6,6 +6,8 @@ Applied once by ``import recbole_reg4rec``. Scope, deliberately narrow:
 * pandas 3: RecBole's atomic-file loader and NaN filling, with errors naming file, line and fix
   (:mod:`.atomic_files`), and counts of what RecBole drops silently (:mod:`.data_checks`);
 * config values of the wrong type are refused before anything loads (:mod:`.config_checks`);
+* RecBole's default negative sampling is dropped for CE-loss sequential models, which RecBole
+  otherwise refuses out of the box (:mod:`.loss_defaults`);
 * torch >= 2.6: checkpoints that load with ``weights_only=True``, carry RNG states and a
   per-epoch "last" file for resuming (:mod:`.checkpoints`); RecBole's pickled dataset /
   dataloader files are refused rather than unpickled (:mod:`.safe_pickles`);
@@ -18,7 +20,7 @@ numpy behaviour is not changed beyond the aliases.
 
 import warnings
 
-from . import atomic_files, checkpoints, config_checks, data_checks, distributed, safe_pickles
+from . import atomic_files, checkpoints, config_checks, data_checks, distributed, loss_defaults, safe_pickles
 from .numpy_aliases import compatibility_settings, restore_numpy_aliases
 
 _APPLIED = False
@@ -36,6 +38,7 @@ def apply() -> None:
     atomic_files.install()
     data_checks.install()
     config_checks.install()
+    loss_defaults.install()
     checkpoints.install()
     safe_pickles.install()
     distributed.install()
