@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One-call check on a lent GPU machine (see ../.library/device): mixed precision (enable_amp) on
+# CUDA for REG4Rec (both stages) and SASRec, their seconds per epoch and evaluation time with and
+# without AMP (ml-100k, benchmark profile "timing"), then our test suite on that machine's Python.
+#
+# That machine has torch/numpy/pandas but no package registry: RecBole and its small pure-Python
+# needs travel as wheels in .whl/ (shared/notes/baselines-and-gpu.md). Prepare them here with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 --platform any -d .whl \
+#       recbole==1.2.1 colorlog==4.7.2 colorama==0.4.4 texttable thop
+# and run (device tool): carry [".whl"], command "bash scripts/gpu_check.sh".
+#
+# Environment: OUT (results folder, set by the device tool), BENCH_TIMEOUT, TEST_TIMEOUT (seconds),
+# GPU_CHECK_PROFILE / GPU_CHECK_FLAGS (local smoke runs, e.g. GPU_CHECK_FLAGS="--epochs=1").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/gpu_check_out}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
+PY="${PYTHON:-python3}"
+
+if [ -d .whl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$PWD"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+"$PY" -c "import sys, torch, numpy, pandas, recbole, recbole_reg4rec; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.cuda.is_available(), '| numpy', numpy.__version__, '| pandas', pandas.__version__, '| recbole', recbole.__version__)" || exit 1
+
+AMP="enable_amp=True,enable_scaler=True"
+BENCH=/tmp/gpu_check_bench
+rm -rf "$BENCH"
+timeout "${BENCH_TIMEOUT:-420}" "$PY" run_benchmark.py --dataset=ml-100k --profile="${GPU_CHECK_PROFILE:-timing}" --seeds=1 \
+    --models="SASRec,SASRec_amp=SASRec[$AMP],REG4Rec,REG4Rec_amp=REG4Rec[$AMP]" --output="$BENCH" ${GPU_CHECK_FLAGS:-} \
+    > "$OUT/benchmark.log" 2>&1
+echo "benchmark exit status $?"
+cp "$BENCH"/runs.csv "$BENCH"/summary.md "$BENCH"/environment.md "$OUT"/ 2>/dev/null
+"$PY" - "$BENCH" <<'EOF'
+"""Seconds per epoch by stage, evaluation time and test NDCG@10 of every finished cell."""
+import json, statistics, sys
+from pathlib import Path
+
+print(f"{'cell':28s} {'device':7s} {'s/ep st1':>9s} {'s/ep st2':>9s} {'eval s':>7s} {'cuda MB':>8s} {'test N@10':>9s}")
+for path in sorted(Path(sys.argv[1], "cells").glob("*.json")):
+    cell = json.loads(path.read_text())
+    if cell.get("status") != "ok":
+        print(f"{cell.get('cell_id', path.stem):28s} FAILED: {str(cell.get('error', ''))[:200]}")
+        continue
+    times = cell["epoch_times"]
+    times = json.loads(times) if isinstance(times, str) else times
+    by_stage = {s: [t for _, st, t in times if st == s] for s in (1, 2)}
+    # the first epoch carries one-off costs (CUDA context, kernel selection): average the rest
+    mean = lambda xs: statistics.mean(xs[1:] if len(xs) > 1 else xs) if xs else float("nan")
+    print(f"{cell['cell_id']:28s} {cell['device']:7s} {mean(by_stage[1]):9.2f} {mean(by_stage[2]):9.2f} "
+          f"{cell['eval_s']:7.2f} {cell.get('cuda_peak_mb') or 0:8.0f} {cell['test']['ndcg@10']:9.4f}")
+EOF
+
+# our tests on this machine's Python / torch (the Ray sweep tests need ray, which is not there)
+timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -q -x -p no:cacheprovider --ignore=tests/test_tuning.py > "$OUT/pytest.log" 2>&1
+echo "pytest exit status $? (124 = stopped by TEST_TIMEOUT)"
+tail -n 3 "$OUT/pytest.log"
