@@ -206,6 +206,7 @@ class CodebookHeads(nn.Module):
             rows = (flat_cb == r).nonzero().squeeze(1)
             if rows.numel():
                 q = F.linear(flat_h[rows], weight[r], bias[r])  # [n, H]
-                logits = logits.index_copy(0, rows, q @ tables[r].t() / self.temperature)
+                chunk = q @ tables[r].t() / self.temperature  # [n, D]; half precision under autocast
+                logits = logits.index_copy(0, rows, chunk.to(logits.dtype))
         logits = logits.masked_fill(~valid[flat_cb], float("-inf"))
         return logits.view(*codebook.shape, -1)
