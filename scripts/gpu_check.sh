@@ -55,6 +55,7 @@ for path in sorted(Path(sys.argv[1], "cells").glob("*.json")):
 EOF
 
 # our tests on this machine's Python / torch (the Ray sweep tests need ray, which is not there)
-timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -q -x -p no:cacheprovider --ignore=tests/test_tuning.py > "$OUT/pytest.log" 2>&1
+PARALLEL=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist, where installed
+timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -q -p no:cacheprovider $PARALLEL --ignore=tests/test_tuning.py > "$OUT/pytest.log" 2>&1
 echo "pytest exit status $? (124 = stopped by TEST_TIMEOUT)"
 tail -n 3 "$OUT/pytest.log"
