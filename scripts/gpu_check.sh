@@ -23,6 +23,12 @@ if [ -d .whl ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site:$PWD"
 fi
+if ! "$PY" -c "import ray" 2>/dev/null; then
+    # RecBole's quick_start imports ray.tune at module level although training never uses it, and
+    # the ray wheel is too big to carry: an empty stand-in, on that machine only (no sweeps there).
+    mkdir -p /tmp/site/ray && touch /tmp/site/ray/__init__.py /tmp/site/ray/tune.py
+    export PYTHONPATH="/tmp/site:$PWD"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 "$PY" -c "import sys, torch, numpy, pandas, recbole, recbole_reg4rec; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.cuda.is_available(), '| numpy', numpy.__version__, '| pandas', pandas.__version__, '| recbole', recbole.__version__)" || exit 1
 

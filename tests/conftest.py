@@ -43,6 +43,7 @@ def fast_sasrec_config(toy_data):
         "n_layers": 1,
         "n_heads": 1,
         "train_neg_sample_args": None,
+        "use_gpu": False,  # tests pin the CPU, subprocesses too (GPU paths: scripts/gpu_check.sh)
         "show_progress": False,
         "seed": 2020,
         "reproducibility": True,

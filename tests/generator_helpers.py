@@ -40,6 +40,7 @@ def tiny_config(root, extra: Optional[Dict] = None, n_items: int = 30, n_users: 
         "hidden_dropout_prob": 0.0,
         "attn_dropout_prob": 0.0,
         "show_progress": False,
+        "use_gpu": False,
         "seed": 2020,
         "reproducibility": True,
         "topk": [5],

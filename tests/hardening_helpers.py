@@ -20,6 +20,7 @@ from typing import Dict
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
 TINY: Dict = {
+    "use_gpu": False,
     "load_col": SYNTHETIC_LOAD_COL,
     "epochs": 3,
     "stopping_step": 10,

@@ -181,6 +181,30 @@ def test_stage2_without_stage1_model_is_refused(monkeypatch, workdir):
         trainer.fit(train, None, verbose=False)
 
 
+def test_stage2_from_a_stage1_checkpoint_tests_stage1_when_stage2_never_wins(monkeypatch, workdir):
+    """stage1_checkpoint: stage 2 starts from that file's weights, and the run's best-model file
+    holds them from the start, so the final test works even if no alignment epoch is saved."""
+    model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "epochs": 1, "pars_enabled": False})
+    first = REG4RecTrainer(train.config, model)
+    first.fit(train, None, verbose=False, saved=True)
+    stage1_weights = {k: v.clone() for k, v in model.state_dict().items()}
+
+    # a stage-1 validation score no alignment epoch can beat: stage 2 never saves a model of its own
+    checkpoint = torch.load(first.saved_model_file, weights_only=True)
+    checkpoint["best_valid_score"] = float("inf")
+    torch.save(checkpoint, first.saved_model_file)
+    model2, train2, test2 = build_tiny(monkeypatch, workdir / "data2", extra={
+        **ALIGN, "stage1_checkpoint": first.saved_model_file, "pars_learning_rate": 0.01,
+        "checkpoint_dir": str(workdir / "saved2")})  # RecBole names files by the second: keep runs apart
+    second = REG4RecTrainer(train2.config, model2)
+    second.fit(train2, test2, verbose=False, saved=True)
+    assert second.stage == 2 and second.saved_model_file != first.saved_model_file
+    assert any(not torch.equal(model2.state_dict()[k], v) for k, v in stage1_weights.items())  # stage 2 trained
+    saved = torch.load(second.saved_model_file, weights_only=True)
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in stage1_weights.items())
+    assert second.evaluate(test2, load_best_model=True)["ndcg@5"] >= 0
+
+
 def test_one_fit_runs_both_stages_and_a_killed_stage2_resumes_in_stage2(monkeypatch, workdir):
     model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "epochs": 1, "pars_epochs": 2})
     config = train.config

@@ -71,7 +71,7 @@ def _argv(root: Path) -> list:
     return [
         "--dataset=toy", "--models=Pop,SASRec", "--seeds=2", f"--profile={root / 'tiny.yaml'}",
         f"--output={root / 'out'}", f"--data_path={root / 'data'}",
-        "--load_col={inter: [user_id, item_id, rating, timestamp]}", "--state=WARNING",
+        "--load_col={inter: [user_id, item_id, rating, timestamp]}", "--state=WARNING", "--use_gpu=False",
     ]
 
 

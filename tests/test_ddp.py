@@ -10,6 +10,8 @@ from __future__ import annotations
 import glob
 
 import pytest
+import torch
+from recbole.config import Config
 from recbole.utils import get_trainer
 
 from ddp_helpers import free_port, run_ddp
@@ -42,6 +44,7 @@ def test_run_nproc2_sasrec_on_gloo_matches_single_process_metrics(fast_sasrec_co
 #: REG4Rec, stage 1 and the alignment stage, in seconds on tiny data
 TINY_REG4REC = {
     "load_col": SYNTHETIC_LOAD_COL,
+    "use_gpu": False,
     "epochs": 1,
     "train_batch_size": 128,
     "eval_batch_size": 100000,
@@ -82,3 +85,17 @@ def test_reg4rec_ddp_with_alignment_stage_keeps_ranks_in_sync(workdir):
     assert set(test) >= {"recall@10", "ndcg@10"} and 0 <= test["ndcg@10"] <= 1
     single = _single_process_test_metrics(report["saved_model_file"])
     assert test == pytest.approx(single, abs=2e-4)
+
+
+def test_use_gpu_false_is_honoured():
+    """RecBole 1.2.1 declares use_gpu but never reads it; with it off no GPU is listed."""
+    config = Config(model="SASRec", dataset="ml-100k", config_dict={"use_gpu": False})
+    assert config["gpu_id"] == "" and config["device"] == torch.device("cpu")
+
+
+def test_ddp_on_too_few_gpus_is_a_clear_error(monkeypatch):
+    """RecBole's own check is a bare AssertionError; ours says what to change, before any process group."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    settings = {"local_rank": 0, "nproc": 2, "world_size": 2, "offset": 0, "ip": "127.0.0.1", "port": "1", "gpu_id": "0"}
+    with pytest.raises(ValueError, match=r"nproc = 2 DDP processes on CUDA need 2 GPUs, but gpu_id = '0' lists 1.*--use_gpu=False"):
+        Config(model="SASRec", dataset="ml-100k", config_dict=settings)

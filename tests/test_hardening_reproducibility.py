@@ -66,7 +66,7 @@ def _harness(root: Path, out: str) -> pd.DataFrame:
     spec.loader.exec_module(cli)
     argv = ["--dataset=toy", "--models=SASRec", "--seeds=1", f"--profile={root / 'tiny.yaml'}",
             f"--output={root / out}", f"--data_path={root / 'data'}",
-            "--load_col={inter: [user_id, item_id, rating, timestamp]}", "--state=WARNING"]
+            "--load_col={inter: [user_id, item_id, rating, timestamp]}", "--state=WARNING", "--use_gpu=False"]
     old_argv = sys.argv
     sys.argv = ["run_benchmark.py"]
     try:

@@ -129,6 +129,7 @@ def _tiny_yaml(workdir: Path, data: Path, **extra) -> str:
         "topk": [5, 10],
         "valid_metric": "NDCG@10",
         "seed": 2020,
+        "use_gpu": False,
     }
     config.update(extra)
     path = workdir / "tiny.yaml"

@@ -110,7 +110,8 @@ def restore_rng_state(state: Mapping, train_data=None) -> None:
         torch.set_rng_state(state["torch"].cpu())
     if "numpy" in state:
         n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+        # checkpoints load with map_location=<training device>: the saved states may sit on a GPU
+        np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                              n["cached_gaussian"]))
     if "python" in state:
         p = state["python"]

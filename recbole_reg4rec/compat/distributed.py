@@ -40,12 +40,32 @@ def _uses_cuda(config_dict) -> bool:
     return bool(str(config_dict.get("gpu_id", ""))) and torch.cuda.is_available()
 
 
+def _check_enough_gpus(cfg) -> None:
+    """RecBole asserts (bare ``AssertionError``) that gpu_id lists one GPU per DDP process."""
+    listed = [g for g in str(cfg["gpu_id"]).split(",") if g.strip()]
+    nproc = int(cfg.get("nproc") or 1)
+    if len(listed) < nproc:
+        raise ValueError(
+            f"nproc = {nproc} DDP processes on CUDA need {nproc} GPUs, but gpu_id = {cfg['gpu_id']!r} lists "
+            f"{len(listed)}. List more GPUs (e.g. --gpu_id=0,1), lower --nproc, or set --use_gpu=False to "
+            f"run the processes on the CPU (gloo)."
+        )
+
+
 def _wrap_init_device(original):
     @functools.wraps(original)
     def _init_device(self):
         cfg = self.final_config_dict
-        if "local_rank" not in cfg or _uses_cuda(cfg):
-            return original(self)  # single process, or DDP on GPUs (nccl): RecBole's own path
+        if cfg.get("use_gpu") is False:
+            # RecBole 1.2.1 declares use_gpu but never reads it: no GPU listed = CPU
+            cfg["gpu_id"] = ""
+        if "local_rank" not in cfg:
+            return original(self)  # single process: RecBole's own path
+        if _uses_cuda(cfg):
+            gpu_id = cfg.get("gpu_id", "")
+            cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+            _check_enough_gpus(cfg)
+            return original(self)  # DDP on GPUs (nccl): RecBole's own path
         import torch
 
         gpu_id = cfg.get("gpu_id", "")

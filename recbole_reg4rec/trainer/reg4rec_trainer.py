@@ -69,6 +69,8 @@ class REG4RecTrainer(Trainer):
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
             self.best_valid_score = checkpoint["best_valid_score"]
             self.logger.info(f"Stage 1 taken from {self.stage1_checkpoint} (epoch {checkpoint['epoch']})")
+            if saved:  # the run's best model until stage 2 beats it (the final test loads this file)
+                self._save_checkpoint(int(checkpoint["epoch"]), verbose=verbose)
             self._switch_to_stage2(first_epoch=int(checkpoint["epoch"]) + 1)
         else:
             if self.pars_enabled and self.epochs <= 0:
