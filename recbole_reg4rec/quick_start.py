@@ -117,8 +117,15 @@ def run(
     """Single-process or DDP run, like ``recbole.quick_start.run`` (``resume``: see :func:`run_recbole`)."""
     if nproc == 1 and world_size <= 0:
         return run_recbole(model, dataset, config_file_list, config_dict, saved, resume=resume)
+    import torch
     import torch.multiprocessing as mp
 
+    from .compat.distributed import check_enough_gpus
+
+    # check the config before spawning: errors inside the workers come wrapped in their tracebacks
+    preflight = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if torch.device(preflight["device"]).type == "cuda":
+        check_enough_gpus(preflight["gpu_id"], nproc)
     if world_size == -1:
         world_size = nproc
     queue = mp.get_context("spawn").SimpleQueue()

@@ -99,3 +99,9 @@ def test_ddp_on_too_few_gpus_is_a_clear_error(monkeypatch):
     settings = {"local_rank": 0, "nproc": 2, "world_size": 2, "offset": 0, "ip": "127.0.0.1", "port": "1", "gpu_id": "0"}
     with pytest.raises(ValueError, match=r"nproc = 2 DDP processes on CUDA need 2 GPUs, but gpu_id = '0' lists 1.*--use_gpu=False"):
         Config(model="SASRec", dataset="ml-100k", config_dict=settings)
+    # the entry point finds it before spawning any worker (whose errors come wrapped in tracebacks)
+    import torch.multiprocessing as mp
+
+    monkeypatch.setattr(mp, "spawn", lambda *a, **k: pytest.fail("workers spawned"))
+    with pytest.raises(ValueError, match="need 2 GPUs"):
+        run("SASRec", "ml-100k", config_dict={"gpu_id": "0", "use_gpu": True}, nproc=2, port=free_port())

@@ -40,13 +40,13 @@ def _uses_cuda(config_dict) -> bool:
     return bool(str(config_dict.get("gpu_id", ""))) and torch.cuda.is_available()
 
 
-def _check_enough_gpus(cfg) -> None:
+def check_enough_gpus(gpu_id, nproc: int) -> None:
     """RecBole asserts (bare ``AssertionError``) that gpu_id lists one GPU per DDP process."""
-    listed = [g for g in str(cfg["gpu_id"]).split(",") if g.strip()]
-    nproc = int(cfg.get("nproc") or 1)
+    listed = [g for g in str(gpu_id).split(",") if g.strip()]
+    nproc = int(nproc or 1)
     if len(listed) < nproc:
         raise ValueError(
-            f"nproc = {nproc} DDP processes on CUDA need {nproc} GPUs, but gpu_id = {cfg['gpu_id']!r} lists "
+            f"nproc = {nproc} DDP processes on CUDA need {nproc} GPUs, but gpu_id = {str(gpu_id)!r} lists "
             f"{len(listed)}. List more GPUs (e.g. --gpu_id=0,1), lower --nproc, or set --use_gpu=False to "
             f"run the processes on the CPU (gloo)."
         )
@@ -64,7 +64,7 @@ def _wrap_init_device(original):
         if _uses_cuda(cfg):
             gpu_id = cfg.get("gpu_id", "")
             cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
-            _check_enough_gpus(cfg)
+            check_enough_gpus(cfg["gpu_id"], cfg.get("nproc"))
             return original(self)  # DDP on GPUs (nccl): RecBole's own path
         import torch
 
