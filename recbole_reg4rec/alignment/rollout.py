@@ -11,7 +11,9 @@ names a real item.
 The catalogue check works on candidate lists, not item masks: before the first step every token
 that some item holds is allowed; after it, a path's consistent items are a sub-list of one
 posting list (``[B*G, P]``, P = the longest posting list), so each later check reads P items per
-path instead of all N. The decoder computes only the newest state at each step.
+path instead of all N. The decoder computes only the newest state at each step, and nothing
+sampling does not need: the reflection verdicts on the sampled prefixes come from the one
+re-scoring pass (:func:`path_log_probs`) that the update needs anyway.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ class Rollouts:
     tokens: torch.Tensor  # [B, G, M] token emitted at each step
     allowed: torch.Tensor  # [B, G, M, D] bool, tokens the catalogue allowed at each step
     logp: torch.Tensor  # [B, G, M] log-prob of each emitted token (sampling policy, T = 1)
-    reflect_logit: torch.Tensor  # [B, G, M] reflection logit after each step
 
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,7 @@ def sample_paths(
 
     Args:
         model: a :class:`~recbole_reg4rec.model.reg4rec.REG4Rec` (uses ``decode``,
-            ``token_logits``, ``reflection_head``, ``catalogue()``, ``fixed_order``,
+            ``token_logits``, ``catalogue()``, ``fixed_order``,
             ``crss_confidence``).
         ctx: its ``EncodedContext`` for B contexts, computed once.
         group_size: G.
@@ -65,16 +66,12 @@ def sample_paths(
     tokens = torch.zeros(b, g, 0, dtype=torch.long, device=device)
     emitted = torch.zeros(b * g, m, dtype=torch.bool, device=device)
     rows = torch.arange(b * g, device=device)
-    allowed_steps, logp_steps, reflect_steps = [], [], []
-    for s in range(m + 1):
+    allowed_steps, logp_steps = [], []
+    for s in range(m):
         # ctx is broadcast over the G paths: the encoder output is shared, not recomputed; the
         # first state (empty path) is the same for all G paths, so it is decoded once per context
         width = 1 if s == 0 else g
         state = model.decode(ctx, codebooks[:, :width], tokens[:, :width], last_only=True)[:, :, -1]  # [B, G|1, H]
-        if s > 0:
-            reflect_steps.append(model.reflection_head(state).squeeze(-1))  # about the s-pair prefix
-        if s == m:
-            break
         logits = model.token_logits(state).expand(b, g, m, -1).reshape(b * g, m, -1)  # [BG, M, D]
         if model.fixed_order:
             chosen = torch.full((b * g,), s, dtype=torch.long, device=device)
@@ -102,7 +99,6 @@ def sample_paths(
         tokens=tokens,
         allowed=torch.stack(allowed_steps, dim=1).view(b, g, m, -1),
         logp=torch.stack(logp_steps, dim=1).view(b, g, m),
-        reflect_logit=torch.stack(reflect_steps, dim=2),
     )
 
 

@@ -85,6 +85,10 @@ def alignment_loss(model, reference, interaction, settings: AlignmentSettings) -
     ctx = model.encode(item_seq, item_seq_len)
     rollouts = sample_paths(model, ctx, settings.group_size, settings.token_temperature, settings.order_temperature)
 
+    # one re-scoring pass with gradient: the update's log-probs and the reflection verdicts that
+    # the rewards judge (sampling and update use the same weights, so these are the sampler's own)
+    logp_new, reflect_logit = path_log_probs(model, ctx, rollouts)  # [B, G, M]
+
     target = model.codes[target_items]  # [B, M]
     if settings.msra_horizon > 0:
         future = interaction[FUTURE_FIELD][:, : settings.msra_horizon]  # [B, H]
@@ -93,12 +97,10 @@ def alignment_loss(model, reference, interaction, settings: AlignmentSettings) -
         future_targets = target.new_zeros(target.size(0), 0, target.size(1))
         future_valid = torch.zeros(target.size(0), 0, dtype=torch.bool, device=target.device)
     rewards = multi_step_rewards(
-        rollouts.codebooks, rollouts.tokens, rollouts.reflect_logit, target, future_targets, future_valid,
+        rollouts.codebooks, rollouts.tokens, reflect_logit.detach(), target, future_targets, future_valid,
         settings.reward_weights, settings.msra_gamma,
     )
     advantages = group_advantages(rewards["total"])  # [B, G]
-
-    logp_new, reflect_logit = path_log_probs(model, ctx, rollouts)  # [B, G, M]
     with torch.no_grad():
         logp_ref, _ = path_log_probs(reference, reference.encode(item_seq, item_seq_len), rollouts)
     mask = torch.ones_like(logp_new, dtype=torch.bool)
