@@ -63,6 +63,11 @@ def register_model(model_class: type, property_files: Sequence[str] = (), name: 
     _PROPERTY_FILES[name] = [property_file(f) for f in property_files]
 
 
+def model_property_files(model_name: str) -> List[Path]:
+    """Our property files of a registered model, in load order (empty for RecBole's built-ins)."""
+    return list(_PROPERTY_FILES.get(model_name, []))
+
+
 def add_property_files(model_name: str, property_files: Sequence[str]) -> None:
     """Append property files to an already registered model (loaded after its own)."""
     _PROPERTY_FILES[model_name] = _PROPERTY_FILES[model_name] + [property_file(f) for f in property_files]

@@ -212,6 +212,31 @@ def test_changed_settings_are_not_taken_as_finished(bench):
     assert not any(store.is_done(c.cid, c.request["spec_hash"]) for c in cells(["--learning_rate=0.01"]))
 
 
+def test_changed_model_defaults_are_not_taken_as_finished(workdir, monkeypatch):
+    """Our models' defaults live in properties/: a cell run under other defaults is redone, although
+    the request reads the same; cells recorded before defaults were tracked still count."""
+    import recbole_reg4rec.registry as registry
+
+    defaults = workdir / "REG4Rec.yaml"
+    defaults.write_text("pars_token_temperature: 1.0\n")
+    monkeypatch.setitem(registry._PROPERTY_FILES, "REG4Rec", [defaults])
+    request = run_benchmark.make_request(["--models=REG4Rec,SASRec", "--seeds=1", f"--output={workdir / 'out'}"])
+    reg4rec, sasrec = plan_cells(request)
+    store = ResultStore(workdir / "out")
+    for cell in (reg4rec, sasrec):
+        store.save(cell.cid, {"status": "ok", "spec_hash": cell.request["spec_hash"],
+                              "defaults_hash": cell.request["defaults_hash"]})
+    assert store.is_done(reg4rec.cid, reg4rec.request["spec_hash"], reg4rec.request["defaults_hash"])
+
+    defaults.write_text("pars_token_temperature: 0.5\n")
+    reg4rec2, sasrec2 = plan_cells(request)
+    assert reg4rec2.request["spec_hash"] == reg4rec.request["spec_hash"]
+    assert not store.is_done(reg4rec2.cid, reg4rec2.request["spec_hash"], reg4rec2.request["defaults_hash"])
+    assert store.is_done(sasrec2.cid, sasrec2.request["spec_hash"], sasrec2.request["defaults_hash"])  # built-in
+    store.save(reg4rec.cid, {"status": "ok", "spec_hash": reg4rec.request["spec_hash"]})  # an older record
+    assert store.is_done(reg4rec2.cid, reg4rec2.request["spec_hash"], reg4rec2.request["defaults_hash"])
+
+
 def test_killed_run_resumes_without_redoing_finished_cells(bench):
     out = bench / "out"
     killed = [cell_id("Pop", 2021), cell_id("SASRec", 2021)]

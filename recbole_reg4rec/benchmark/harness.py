@@ -39,7 +39,8 @@ from .report import (
     summarize,
     summary_markdown,
 )
-from .store import ResultStore, cell_id, spec_hash, write_json_atomic, write_text_atomic
+from ..registry import model_property_files
+from .store import ResultStore, cell_id, defaults_hash, spec_hash, write_json_atomic, write_text_atomic
 
 #: Settings that do not change a cell's numbers (not part of its ``spec_hash``).
 _NOT_HASHED = frozenset({"show_progress", "state", "checkpoint_dir", "gpu_id", "worker"})
@@ -110,6 +111,7 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "dataset": req.dataset,
                 "profile": req.profile.name,
                 "spec_hash": spec_hash(identity),
+                "defaults_hash": defaults_hash(model_property_files(spec.model)),
                 "base_settings": base,
                 "config_file_list": [str(base_file)] + [str(p) for p in req.config_files],
                 "config_dict": {**top, "checkpoint_dir": str(req.output / "saved")},
@@ -197,7 +199,7 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
     n = len(cells)
     for cell in cells:
         head = f"[{cell.index}/{n}] {cell.spec.label} seed {cell.seed}"
-        if store.is_done(cell.cid, cell.request["spec_hash"]):
+        if _is_done(store, cell):
             record = store.load(cell.cid)
             log(f"{head}: finished earlier ({record.get('finished_at')}), skipped")
             skipped.append(cell.cid)
@@ -206,11 +208,14 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
             log(f"{head}: not finished, not run (--report_only)")
             failed.append(f"{cell.spec.label} seed {cell.seed} (not run)")
             continue
+        record = store.load(cell.cid)
+        if record and record.get("status") == "ok" and record.get("spec_hash") == cell.request["spec_hash"]:
+            log(f"{head}: finished earlier under other model defaults (properties/ changed since), rerun")
         log(f"{head} ...")
         start = time.perf_counter()
         rc = run_cell_process(cell, store)
         elapsed = time.perf_counter() - start
-        if rc == 0 and store.is_done(cell.cid, cell.request["spec_hash"]):
+        if rc == 0 and _is_done(store, cell):
             record = store.load(cell.cid)
             log(f"{head}: done in {elapsed:.1f} s — {record['epochs_trained']} epochs, "
                 f"{record['train_s_per_epoch']:.2f} s/epoch, test NDCG@10 {record['test'].get('ndcg@10', float('nan')):.4f}, "
@@ -229,8 +234,12 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
     return BenchmarkOutcome(ran=ran, skipped=skipped, failed=failed, output=req.output)
 
 
+def _is_done(store: ResultStore, cell: Cell) -> bool:
+    return store.is_done(cell.cid, cell.request["spec_hash"], cell.request.get("defaults_hash"))
+
+
 def _finished_records(cells: Sequence[Cell], store: ResultStore) -> List[Dict[str, Any]]:
-    return [store.load(c.cid) for c in cells if store.is_done(c.cid, c.request["spec_hash"])]
+    return [store.load(c.cid) for c in cells if _is_done(store, c)]
 
 
 def _write_runs(req: BenchmarkRequest, cells: Sequence[Cell], store: ResultStore):

@@ -182,7 +182,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     final_config = _jsonable(dict(config.final_config_dict))
     return {
         **{k: request.get(k) for k in ("cell_id", "label", "model", "kind", "seed", "steps", "variant",
-                                       "dataset", "profile", "spec_hash")},
+                                       "dataset", "profile", "spec_hash", "defaults_hash")},
         "status": "ok",
         "run_id": uuid.uuid4().hex,
         "started_at": started_at,

@@ -42,6 +42,15 @@ def spec_hash(request: Dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def defaults_hash(paths: Iterable[Path]) -> str:
+    """Hash of the texts of a model's default-settings files: a cell run under other defaults is
+    not the cell the current request asks for, although its settings read the same."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def cell_id(label: str, seed: int) -> str:
     """File-system-safe, unique id of a (label, seed) cell."""
     slug = re.sub(r"[^A-Za-z0-9_.=@-]+", "_", label).strip("_")[:60] or "model"
@@ -73,10 +82,14 @@ class ResultStore:
             return None
         return record if isinstance(record, dict) else None
 
-    def is_done(self, cid: str, expected_spec_hash: str) -> bool:
-        """True when the cell finished under exactly the current request."""
+    def is_done(self, cid: str, expected_spec_hash: str, expected_defaults_hash: Optional[str] = None) -> bool:
+        """True when the cell finished under exactly the current request and, when both sides
+        record it, the same model defaults (cells written before defaults were recorded pass)."""
         record = self.load(cid)
-        return bool(record) and record.get("status") == "ok" and record.get("spec_hash") == expected_spec_hash
+        if not (record and record.get("status") == "ok" and record.get("spec_hash") == expected_spec_hash):
+            return False
+        recorded = record.get("defaults_hash")
+        return recorded is None or expected_defaults_hash is None or recorded == expected_defaults_hash
 
     def save(self, cid: str, record: Dict[str, Any]) -> None:
         write_json_atomic(self.cell_path(cid), record)
