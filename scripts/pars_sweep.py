@@ -110,7 +110,7 @@ def main(argv=None) -> int:
             checkpoint = load_checkpoint(stage1, map_location=run_config["device"])
             model.load_state_dict(checkpoint["state_dict"])
             v, t = metrics_row(trainer, valid), metrics_row(trainer, test)
-            rows.append({"variant": "stage-1", "epoch": checkpoint["epoch"], "valid_ndcg@10": v["ndcg@10"],
+            rows.append({"seed": args.seed, "variant": "stage-1", "epoch": checkpoint["epoch"], "valid_ndcg@10": v["ndcg@10"],
                          "valid_recall@10": v["recall@10"], "test_ndcg@10": t["ndcg@10"],
                          "test_recall@10": t["recall@10"]})
         print(f"[sweep] variant {name}: {settings}", flush=True)
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         trainer.fit(train, valid, saved=False, show_progress=False)
         previous = start
         for epoch, (v_ndcg, v_recall, t, stats, stamp) in enumerate(record, 1):
-            rows.append({"variant": name, "epoch": epoch, "valid_ndcg@10": v_ndcg, "valid_recall@10": v_recall,
+            rows.append({"seed": args.seed, "variant": name, "epoch": epoch, "valid_ndcg@10": v_ndcg, "valid_recall@10": v_recall,
                          "test_ndcg@10": t["ndcg@10"], "test_recall@10": t["recall@10"],
                          "seconds": round(stamp - previous, 1),
                          **{k: round(stats[k], 4) for k in ("reward_hit_mean", "reward_step_mean", "reward_total_mean",

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Alignment-stage variants over 3 seeds on a lent GPU machine (see ../.library/device): one
+# stage-1 model per seed (benchmark quick-profile sizes, 10 epochs, best on validation), then every
+# variant's alignment epochs from it (most important first: a timeout keeps the finished ones) (scripts/pars_sweep.py), the three seeds side by side, and the
+# across-seed table of scripts/pars_sweep_report.py. Selection uses validation only.
+#
+# Setup: scripts/device_env.sh. Run (device tool): carry [".whl"], command
+# "bash scripts/gpu_pars_sweep.sh". Environment: OUT, SWEEP_TIMEOUT (seconds per seed),
+# SWEEP_SEEDS, SWEEP_FLAGS (extra pars_sweep.py flags, e.g. for a local smoke run).
+set -uo pipefail
+source "$(dirname "$0")/device_env.sh"
+
+SIZES="MAX_ITEM_LIST_LENGTH=20 n_layers=1 hidden_size=64 inner_size=128 hidden_dropout_prob=0.2 attn_dropout_prob=0.2 train_batch_size=512 learning_rate=0.001 epochs=10"
+for seed in ${SWEEP_SEEDS:-2020 2021 2022}; do
+    OMP_NUM_THREADS=4 timeout "${SWEEP_TIMEOUT:-420}" "$PY" scripts/pars_sweep.py --seed "$seed" --pars_epochs 3 \
+        --output "/tmp/pars_sweep/seed$seed" --set $SIZES checkpoint_dir="/tmp/pars_sweep/seed$seed/saved" \
+        --variant default \
+        --variant H0 msra_horizon=0 \
+        --variant H4 msra_horizon=4 \
+        --variant hit_only "pars_reward_weights={'hit':1.0,'step':0.0,'reflect':0.0}" \
+        --variant lr3e-5 pars_learning_rate=3e-5 \
+        --variant G16 pars_group_size=16 \
+        --variant sft0 pars_sft_weight=0.0 \
+        --variant kl0.2 pars_kl_weight=0.2 \
+        --variant gamma1 msra_gamma=1.0 \
+        ${SWEEP_FLAGS:-} > "$OUT/sweep_seed$seed.log" 2>&1 &
+    sleep 2  # RecBole names checkpoints by the second: separate folders, staggered starts
+done
+wait
+for f in /tmp/pars_sweep/seed*/pars_sweep.csv; do cp "$f" "$OUT/$(basename "$(dirname "$f")").csv"; done
+"$PY" scripts/pars_sweep_report.py /tmp/pars_sweep/seed*/pars_sweep.csv --output "$OUT/summary.md"
