@@ -13,9 +13,10 @@ Hit @5/10/20, early stopping on valid NDCG@10, CE loss without negative sampling
     REG4Rec[item_fusion_weight=0]        a variant: config keys changed for this entry only
     REG4Rec[@my_settings.yaml]           a variant read from a yaml file
     faithful=REG4Rec[item_fusion_weight=0]   the same under a short label
---steps=1-4 (or 1,2,4) runs every REG4Rec entry (or those of --steps_models=REG4Rec,REG4Rec_woCRSS)
-once per reasoning_steps L, labelled <label>@L=<L>, for the NDCG@10-against-L plot; the plain
-entry is replaced by its L variants (L = M is the default setting). Any other --key=value flag and --config_files apply to every model.
+--steps=1-4 (or 1,2,4) also evaluates every REG4Rec entry (or those of --steps_models=REG4Rec,REG4Rec_woCRSS)
+at each reasoning_steps L, for the NDCG@10-against-L plot: L acts at inference only, so each cell
+trains once and its best model is evaluated at every L (rows <label>@L=<L> beside <label>, which
+keeps its own setting, L = M by default). Any other --key=value flag and --config_files apply to every model.
 
 Each (model, seed) cell runs in its own process and is saved when it finishes; rerunning the
 same command skips finished cells and redoes a cell that was killed. Outputs under --output:
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="quick", help="quick (CPU), full (GPU) or a profile yaml path")
     parser.add_argument("--output", "-o", default=None, help="output folder (default benchmarks/results/<dataset>-<profile>)")
     parser.add_argument("--steps", default=None, help="reasoning steps L to sweep, e.g. 1-4 or 1,2,4")
-    parser.add_argument("--steps_models", default="REG4Rec", help="models whose entries --steps expands (default REG4Rec)")
+    parser.add_argument("--steps_models", default="REG4Rec", help="models whose entries --steps evaluates at every L (default REG4Rec)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files applied to every model")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep each cell's best-model checkpoint under <output>/saved")
     parser.add_argument("--report_only", action="store_true",

@@ -40,6 +40,7 @@ from recbole_reg4rec.benchmark.protocol import (
 )
 from recbole_reg4rec.benchmark.harness import plan_cells
 from recbole_reg4rec.benchmark.report import plot_steps, runs_frame, summarize, summary_markdown
+from recbole_reg4rec.benchmark.runner import check_reasoning_steps, run_cell
 from recbole_reg4rec.benchmark.store import ResultStore, cell_id
 from recbole_reg4rec.registry import get_model
 from synthetic import write_synthetic_dataset
@@ -318,21 +319,60 @@ def test_model_entries_variants_and_labels(tmp_path):
         parse_models("SAS Rec", get_model)
 
 
-def test_steps_sweep_expands_only_stepped_models():
+def test_steps_sweep_marks_only_stepped_models():
     assert parse_steps("1-3,5") == [1, 2, 3, 5] and parse_steps(None) == []
     with pytest.raises(BenchmarkError):
         parse_steps("0-2")
     specs = [ModelSpec("R", "REG4Rec", (("item_fusion_weight", 0),)), ModelSpec("SASRec", "SASRec")]
-    out = expand_steps(specs, [1, 2], lambda m: m == "REG4Rec")
-    assert [s.label for s in out] == ["R@L=1", "R@L=2", "SASRec"]
-    assert out[1].settings_dict == {"item_fusion_weight": 0, "reasoning_steps": 2} and out[1].steps == 2
+    out = expand_steps(specs, [2, 1], lambda m: m == "REG4Rec")
+    # one cell per entry: L is an inference setting, evaluated on the one trained model
+    assert [(s.label, s.eval_steps) for s in out] == [("R", (1, 2)), ("SASRec", ())]
+    assert out[0].settings_dict == {"item_fusion_weight": 0}
 
 
-def test_steps_option_expands_the_named_models_only(workdir):
+def test_steps_option_marks_the_named_models_only(workdir):
     request = run_benchmark.make_request(["--models=REG4Rec,f=REG4Rec[item_fusion_weight=0],SASRec", "--steps=1,3", "--seeds=1"])
-    assert [(s.label, s.steps) for s in request.specs] == [
-        ("REG4Rec@L=1", 1), ("REG4Rec@L=3", 3), ("f@L=1", 1), ("f@L=3", 3), ("SASRec", None)]
-    assert request.specs[3].settings_dict == {"item_fusion_weight": 0, "reasoning_steps": 3}
+    assert [(s.label, s.eval_steps) for s in request.specs] == [("REG4Rec", (1, 3)), ("f", (1, 3)), ("SASRec", ())]
+    cells = plan_cells(request)
+    assert [c.request["eval_steps"] for c in cells] == [[1, 3], [1, 3], []]
+    plain = plan_cells(run_benchmark.make_request(["--models=REG4Rec,SASRec", "--seeds=1"]))
+    # asking for L rows changes the REG4Rec cell's identity (it must be evaluated again), not SASRec's
+    assert plain[0].request["spec_hash"] != cells[0].request["spec_hash"]
+    assert plain[1].request["spec_hash"] == cells[2].request["spec_hash"]
+
+
+def test_reasoning_steps_are_checked_before_training():
+    class Generator:
+        n_codebooks, reasoning_steps = 3, 3
+
+    check_reasoning_steps(Generator(), [1, 3])
+    with pytest.raises(ValueError, match=r"L = \[4\] outside 1..M = 3"):
+        check_reasoning_steps(Generator(), [1, 4])
+    with pytest.raises(ValueError, match="has no reasoning_steps setting"):
+        check_reasoning_steps(object(), [1])
+
+
+def test_one_trained_model_is_evaluated_at_every_L(workdir):
+    from test_generator_end_to_end import FAST
+
+    write_synthetic_dataset(workdir / "data", "toy")
+    request = {
+        "cell_id": "REG4Rec__seed2020", "label": "REG4Rec", "model": "REG4Rec", "kind": "ours", "seed": 2020,
+        "dataset": "toy", "eval_steps": [1, 3],
+        "config_dict": {**FAST, "epochs": 1, "data_path": str(workdir / "data"), "use_gpu": False,
+                        "checkpoint_dir": str(workdir / "saved"), "state": "WARNING"},
+    }
+    record = run_cell(request)
+    by_l = {r["steps"]: r for r in record["steps_results"]}
+    assert sorted(by_l) == [1, 3] and record["epochs_trained"] == 1  # trained once
+    for result in by_l.values():
+        assert 0.0 <= result["test"]["ndcg@10"] <= 1.0 and result["eval_s"] > 0
+    # L = M = 3 is the model's own setting: the same numbers as the cell's test evaluation
+    assert by_l[3]["test"] == pytest.approx(record["test"])
+    runs = runs_frame([record])
+    assert list(runs["label"]) == ["REG4Rec", "REG4Rec@L=1", "REG4Rec@L=3"]
+    assert runs["steps"].tolist()[1:] == [1, 3] and runs["train_s_per_epoch"].nunique() == 1
+    assert runs.loc[1, "test_ndcg@10"] == by_l[1]["test"]["ndcg@10"]
 
 
 def test_cell_settings_priority_and_seeds():

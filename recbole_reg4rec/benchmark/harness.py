@@ -100,6 +100,8 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "label": spec.label, "model": spec.model, "dataset": req.dataset,
                 "base": _hashable(base), "top": _hashable(top), "config_files": config_texts,
             }
+            if spec.eval_steps:  # only then: cells of plain requests keep the identity they had
+                identity["eval_steps"] = list(spec.eval_steps)
             request = {
                 "cell_id": cid,
                 "label": spec.label,
@@ -117,6 +119,7 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "config_dict": {**top, "checkpoint_dir": str(req.output / "saved")},
                 "log_file": str(req.output / "logs" / f"{cid}.log"),
                 "keep_checkpoint": req.keep_checkpoints,
+                "eval_steps": list(spec.eval_steps),
             }
             cells.append(Cell(index=len(cells) + 1, spec=spec, seed=seed, cid=cid, request=request))
     return cells
@@ -177,7 +180,7 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
         "protocol": PROTOCOL,
         "config_files": [str(p) for p in req.config_files],
         "overrides": req.overrides,
-        "models": [{"label": s.label, "model": s.model, "settings": s.settings_dict, "steps": s.steps} for s in req.specs],
+        "models": [{"label": s.label, "model": s.model, "settings": s.settings_dict, "eval_steps": list(s.eval_steps)} for s in req.specs],
         "cells": [c.cid for c in cells],
     })
 
@@ -255,7 +258,8 @@ def write_reports(req: BenchmarkRequest, cells: Sequence[Cell], store: ResultSto
         if log:
             log("no finished cells: no summary written")
         return
-    order = [s.label for s in req.specs]
+    # each spec's row, then the rows of the reasoning-steps settings it was also evaluated at
+    order = [label for s in req.specs for label in [s.label] + [f"{s.label}@L={L}" for L in s.eval_steps]]
     summary = summarize(runs, order)
     write_text_atomic(req.output / "summary.csv", summary.to_csv(index=False))
     baseline = best_baseline(runs)

@@ -30,7 +30,7 @@ Configuration priority for one cell, lowest first: the model's own defaults < :d
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -119,7 +119,8 @@ class ModelSpec:
     label: str
     model: str
     settings: Tuple[Tuple[str, Any], ...] = ()
-    steps: Optional[int] = None  # reasoning steps L when expanded by ``--steps``
+    steps: Optional[int] = None  # reasoning steps L of a report row (set for the rows of ``eval_steps``)
+    eval_steps: Tuple[int, ...] = ()  # ``--steps``: also evaluate the trained model at each L
 
     @property
     def settings_dict(self) -> Dict[str, Any]:
@@ -227,19 +228,16 @@ def parse_steps(text: Optional[str]) -> List[int]:
 
 
 def expand_steps(specs: Sequence[ModelSpec], steps: Sequence[int], is_stepped) -> List[ModelSpec]:
-    """Replace every spec whose model ``is_stepped`` by one spec per L in ``steps``
-    (``reasoning_steps = L``, label ``<label>@L=<L>``); other specs are kept as they are."""
+    """Ask every spec whose model ``is_stepped`` to be evaluated at each L in ``steps`` as well.
+
+    Reasoning steps L act at inference only (the beam emits L tokens and completes the items
+    with the remaining codebooks' scores), so a cell trains its model once and evaluates the best
+    model at every L (``eval_steps``); its report rows are ``<label>@L=<L>`` beside ``<label>``.
+    Other specs are kept as they are."""
     if not steps:
         return list(specs)
-    out: List[ModelSpec] = []
-    for spec in specs:
-        if not is_stepped(spec.model):
-            out.append(spec)
-            continue
-        for L in steps:
-            settings = {**spec.settings_dict, "reasoning_steps": int(L)}
-            out.append(ModelSpec(label=f"{spec.label}@L={L}", model=spec.model, settings=tuple(settings.items()), steps=int(L)))
-    return out
+    wanted = tuple(sorted({int(L) for L in steps}))
+    return [replace(spec, eval_steps=wanted) if is_stepped(spec.model) else spec for spec in specs]
 
 
 def seeds_for(n: int) -> List[int]:

@@ -30,7 +30,10 @@ ID_COLUMNS: List[str] = ["label", "model", "kind", "seed", "steps", "variant", "
 
 
 def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
-    """One row per finished cell; metric columns ``valid_<metric>`` and ``test_<metric>``."""
+    """One row per finished cell, plus one per reasoning-steps setting L a cell was also
+    evaluated at (``steps_results``, label ``<label>@L=<L>``: same training, so the same cost
+    columns; its own metrics and test ``eval_s``). Metric columns ``valid_<metric>`` and
+    ``test_<metric>``."""
     rows = []
     for r in records:
         row = {k: r.get(k) for k in ID_COLUMNS}
@@ -40,6 +43,13 @@ def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
                 row[f"{split}_{metric}"] = (r.get(split) or {}).get(metric, math.nan)
         row.update({k: r.get(k) for k in ("started_at", "finished_at", "run_id", "cell_id")})
         rows.append(row)
+        for result in r.get("steps_results") or []:
+            stepped = {**row, "label": f"{r.get('label')}@L={result['steps']}", "steps": result["steps"],
+                       "eval_s": result.get("eval_s")}
+            for split in ("valid", "test"):
+                for metric in METRICS:
+                    stepped[f"{split}_{metric}"] = (result.get(split) or {}).get(metric, math.nan)
+            rows.append(stepped)
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values(["label", "seed"], kind="stable").reset_index(drop=True)

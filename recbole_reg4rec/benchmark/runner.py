@@ -23,7 +23,10 @@ given to RecBole's ``Config``, plus the bookkeeping fields copied into the resul
 * ``peak_rss_mb``: peak resident memory of the cell's process; ``cuda_peak_mb``:
   ``torch.cuda.max_memory_allocated`` on a GPU (else ``None``);
 * ``device``, ``config_hash`` (of the resolved RecBole config, seed and paths left out), and the
-  resolved ``config`` itself.
+  resolved ``config`` itself;
+* with ``eval_steps`` in the request (``--steps``): ``steps_results``, the best model evaluated
+  again at each reasoning-steps setting L (``[{"steps", "valid", "test", "eval_s"}]``). L acts at
+  inference only, so one trained model serves every L.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 #: Resolved-config keys that do not change what is computed (left out of ``config_hash``).
 VOLATILE_KEYS = frozenset(
@@ -113,6 +116,48 @@ class _EpochMeter:
         trainer._valid_epoch = timed_valid
 
 
+def check_reasoning_steps(model, steps) -> None:
+    """Before training: every L of ``--steps`` must be a setting this model has (1..M)."""
+    if not steps:
+        return
+    if not hasattr(model, "reasoning_steps") or not hasattr(model, "n_codebooks"):
+        raise ValueError(
+            f"--steps: {type(model).__name__} has no reasoning_steps setting; name only REG4Rec-family models "
+            f"in --steps_models."
+        )
+    too_many = [L for L in steps if not 1 <= int(L) <= model.n_codebooks]
+    if too_many:
+        raise ValueError(
+            f"--steps: L = {too_many} outside 1..M = {model.n_codebooks} (the number of codebooks of "
+            f"{type(model).__name__} on this dataset); ask for --steps=1-{model.n_codebooks} or fewer."
+        )
+
+
+def evaluate_reasoning_steps(trainer, model, steps, valid_data, test_data, show_progress=False) -> List[Dict[str, Any]]:
+    """The trained (best, already loaded) model evaluated on validation and test at each L.
+
+    ``model.reasoning_steps`` is what the beam search reads at every search; it is restored after.
+    """
+    if not steps:
+        return []
+    logger = logging.getLogger()
+    default = model.reasoning_steps
+    results = []
+    try:
+        for L in steps:
+            model.reasoning_steps = int(L)
+            valid = trainer.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
+            start = time.perf_counter()  # eval_s: the test pass, as for the cell itself
+            test = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
+            results.append({"steps": int(L), "valid": {k: float(v) for k, v in dict(valid).items()},
+                            "test": {k: float(v) for k, v in dict(test).items()},
+                            "eval_s": time.perf_counter() - start})
+            logger.info(f"reasoning steps L={L}: valid {dict(valid)} test {dict(test)}")
+    finally:
+        model.reasoning_steps = default
+    return results
+
+
 def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     """Train, validate and test one cell in this process; return its result record."""
     import torch
@@ -155,6 +200,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     model_init_s = time.perf_counter() - init_start
     logger.info(model)
+    check_reasoning_steps(model, request.get("eval_steps") or [])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     meter = _EpochMeter(trainer)
     on_cuda = torch.cuda.is_available() and str(config["device"]).startswith("cuda")
@@ -169,6 +215,10 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     eval_s = time.perf_counter() - eval_start
     logger.info(f"best valid: {dict(best_valid or {})}")
     logger.info(f"test result: {dict(test)}")
+
+    steps_results = evaluate_reasoning_steps(
+        trainer, model, request.get("eval_steps") or [], valid_data, test_data, config["show_progress"]
+    )
 
     epochs = max(meter.train_epochs, 1)
     best_epoch = None
@@ -206,6 +256,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
         "valid": {k: float(v) for k, v in dict(best_valid or {}).items()},
         "test": {k: float(v) for k, v in dict(test).items()},
         "checkpoint": checkpoint,
+        **({"steps_results": steps_results} if steps_results else {}),
         "config": final_config,
     }
 
