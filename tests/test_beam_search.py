@@ -104,6 +104,29 @@ def test_corp_never_returns_an_item_contradicting_its_path(tiny, branch):
             assert any(not index.contradicts(item, cbs, toks) for cbs, toks in paths)
 
 
+def test_plain_beam_search_does_not_consult_the_catalogue_through_the_prior(tiny):
+    """woCORP: items are matched only at the end. The fused prior of a path is the mass of its
+    consistent catalogue items, so a plain search must rank paths without it."""
+    model, ctx = tiny
+    b = ctx.last.size(0)
+    plain = dataclasses.replace(model.beam_config(), beam_size=3, reasoning_steps=2, corp=False, fusion_weight=4.0)
+    step = model.step_function(ctx)
+    with torch.no_grad():
+        prior = model.item_log_prior(ctx)
+        with_prior = corp_beam_search(step, model.catalogue(), b, plain, prior)
+        without = corp_beam_search(step, model.catalogue(), b, plain, None)
+        # a prior that favours one item strongly changes a CORP search ...
+        skewed = torch.full_like(prior, -30.0)
+        skewed[:, 5] = 0.0
+        corp = dataclasses.replace(plain, corp=True)
+        corp_plain = corp_beam_search(step, model.catalogue(), b, corp, None)
+        corp_skewed = corp_beam_search(step, model.catalogue(), b, corp, skewed)
+    # ... but never which paths a plain search keeps
+    assert torch.equal(with_prior.tokens, without.tokens) and torch.equal(with_prior.codebooks, without.codebooks)
+    torch.testing.assert_close(with_prior.item_scores, without.item_scores)
+    assert not torch.equal(corp_plain.tokens, corp_skewed.tokens)
+
+
 def test_crss_picks_the_most_confident_codebook(tiny):
     model, ctx = tiny
     step = model.step_function(ctx)

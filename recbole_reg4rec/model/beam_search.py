@@ -15,8 +15,10 @@ steps. One step:
 
 After L steps every item consistent with a path is scored by the path score plus the
 log-probabilities of its remaining tokens (completion), log-sum-exp over paths.
-Path ranking may add ``fusion_weight * log sum_{consistent items} p_item`` (item-level prior);
-it steers which paths survive but is not part of the returned token scores.
+With CORP, path ranking may add ``fusion_weight * log sum_{consistent items} p_item`` (item-level
+prior); it steers which paths survive but is not part of the returned token scores. Plain beam
+search (``corp = False``) ranks paths by their token scores alone: the prior reads the catalogue,
+which plain search may consult only at the end.
 
 :func:`exhaustive_item_scores` is the plain reference: it walks every item's own paths one by one.
 """
@@ -232,7 +234,8 @@ def corp_beam_search(
         n_users: B.
         cfg: settings. ``cfg.corp = False`` gives plain beam search (no catalogue or reflection
             pruning, no merging; items are matched only at the end).
-        item_log_prior: ``[B, N]`` item-level log-probabilities, used with ``cfg.fusion_weight``.
+        item_log_prior: ``[B, N]`` item-level log-probabilities, used with ``cfg.fusion_weight``
+            to rank paths during a CORP search (ignored by plain search).
 
     Returns:
         :class:`BeamResult`.
@@ -247,7 +250,9 @@ def corp_beam_search(
     sets = torch.full((b, 1, m), -1, dtype=torch.long, device=device)  # [B, K, M]
     items = index.initial_mask(b, 1)  # [B, K, N]
     hist = torch.zeros(b, 1, 0, 4, device=device)  # [B, K, S, (logp, conf, reflect, unused)]
-    use_prior = item_log_prior is not None and cfg.fusion_weight != 0
+    # the prior of a path is the mass of the catalogue items consistent with it: catalogue
+    # knowledge, so plain beam search (corp off, items matched only at the end) does not use it
+    use_prior = item_log_prior is not None and cfg.fusion_weight != 0 and cfg.corp
     item_prob = item_log_prior.exp() if use_prior else None
     pruned_cat = torch.zeros(b, dtype=torch.long, device=device)
     pruned_ref = torch.zeros_like(pruned_cat)
