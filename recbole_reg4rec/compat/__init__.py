@@ -7,7 +7,8 @@ Applied once by ``import recbole_reg4rec``. Scope, deliberately narrow:
   (:mod:`.atomic_files`), and counts of what RecBole drops silently (:mod:`.data_checks`);
 * config values of the wrong type are refused before anything loads (:mod:`.config_checks`);
 * RecBole's default negative sampling is dropped for CE-loss sequential models, which RecBole
-  otherwise refuses out of the box (:mod:`.loss_defaults`);
+  otherwise refuses out of the box (:mod:`.loss_defaults`); both config fixes run through one
+  hook in ``Config`` (:mod:`.config_hooks`);
 * torch >= 2.6: checkpoints that load with ``weights_only=True``, carry RNG states and a
   per-epoch "last" file for resuming (:mod:`.checkpoints`); RecBole's pickled dataset /
   dataloader files are refused rather than unpickled (:mod:`.safe_pickles`);

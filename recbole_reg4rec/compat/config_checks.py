@@ -148,19 +148,8 @@ def check_config_types(config) -> None:
         )
 
 
-def _wrap_set_default_parameters(original):
-    @functools.wraps(original)
-    def _set_default_parameters(self):
-        check_config_types(self)
-        original(self)
-
-    _set_default_parameters.__reg4rec_wrapped__ = True
-    return _set_default_parameters
-
-
 def install() -> None:
     """Check every ``Config`` right after its defaults are loaded (idempotent)."""
-    from recbole.config import Config
+    from . import config_hooks
 
-    if not getattr(Config._set_default_parameters, "__reg4rec_wrapped__", False):
-        Config._set_default_parameters = _wrap_set_default_parameters(Config._set_default_parameters)
+    config_hooks.add(check_config_types)

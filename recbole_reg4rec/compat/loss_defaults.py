@@ -14,8 +14,6 @@ gets RecBole's error: that is a real conflict.
 
 from __future__ import annotations
 
-import functools
-
 KEY = "train_neg_sample_args"
 
 
@@ -41,19 +39,8 @@ def resolve_ce_negative_sampling(config) -> bool:
     return False
 
 
-def _wrap_set_default_parameters(original):
-    @functools.wraps(original)
-    def _set_default_parameters(self):
-        resolve_ce_negative_sampling(self)
-        original(self)
-
-    _set_default_parameters.__reg4rec_ce_defaults__ = True
-    return _set_default_parameters
-
-
 def install() -> None:
     """Resolve the contradiction whenever a ``Config`` is built (idempotent)."""
-    from recbole.config import Config
+    from . import config_hooks
 
-    if not getattr(Config._set_default_parameters, "__reg4rec_ce_defaults__", False):
-        Config._set_default_parameters = _wrap_set_default_parameters(Config._set_default_parameters)
+    config_hooks.add(resolve_ce_negative_sampling)
