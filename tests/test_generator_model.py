@@ -180,6 +180,7 @@ def test_candidate_lists_agree_with_item_masks():
     torch.manual_seed(2)
     codes = torch.cat([torch.tensor([[4, 3, 5]]), torch.stack(
         [torch.randint(0, 4, (30,)), torch.randint(0, 3, (30,)), torch.randint(0, 5, (30,))], 1)])
+    codes[1:26, 1], codes[26:, 1] = 0, 1  # one long posting list (as residual IDs' de-duplication codebook has)
     index = CatalogueIndex(codes, (4, 3, 5))
     postings = index.padded_postings()  # [M, D, P]
     for r in range(3):
@@ -187,8 +188,11 @@ def test_candidate_lists_agree_with_item_masks():
             listed = sorted(i for i in postings[r, t].tolist() if i > 0)
             assert listed == index.items_with(r, t).tolist()
     first_cb, second_cb = torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2])
-    first_tok = torch.tensor([int(codes[7, 0]), int(codes[9, 2]), int(codes[3, 1])])
-    candidates = postings[first_cb, first_tok]  # [3, P]
+    first_tok = torch.tensor([int(codes[7, 0]), int(codes[9, 2]), int(codes[28, 1])])
+    candidates = index.postings_of(first_cb, first_tok)  # [3, W]: only as wide as these three lists
+    assert candidates.size(1) == max(len(index.items_with(int(r), int(t))) for r, t in zip(first_cb, first_tok))
+    assert candidates.size(1) < postings.size(2) == 25
+    assert torch.equal(candidates, postings[first_cb, first_tok][:, : candidates.size(1)])
     mask = index.narrow(index.initial_mask(3, 1), first_cb.view(3, 1), first_tok.view(3, 1))  # [3, 1, N]
     allowed_from_mask = index.token_mass(mask.float(), second_cb.view(3, 1))[:, 0] > 0
     assert torch.equal(index.allowed_tokens(candidates, second_cb), allowed_from_mask)

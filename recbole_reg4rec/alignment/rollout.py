@@ -10,8 +10,8 @@ names a real item.
 
 The catalogue check works on candidate lists, not item masks: before the first step every token
 that some item holds is allowed; after it, a path's consistent items are a sub-list of one
-posting list (``[B*G, P]``, P = the longest posting list), so each later check reads P items per
-path instead of all N. The decoder computes only the newest state at each step, and nothing
+posting list (``[B*G, P]``, P = the longest of the posting lists the batch's first steps chose),
+so each later check reads P items per path instead of all N. The decoder computes only the newest state at each step, and nothing
 sampling does not need: the reflection verdicts on the sampled prefixes come from the one
 re-scoring pass (:func:`path_log_probs`) that the update needs anyway.
 """
@@ -88,7 +88,7 @@ def sample_paths(
         logp_steps.append(_masked_log_softmax(step_logits, allowed)[rows, token])
         allowed_steps.append(allowed)
         if candidates is None:
-            candidates = index.padded_postings()[chosen, token]  # [BG, P]
+            candidates = index.postings_of(chosen, token)  # [BG, P]
         else:
             candidates = index.narrow_items(candidates, chosen, token)
         emitted[rows, chosen] = True

@@ -38,6 +38,7 @@ class CatalogueIndex:
         self.token_exists = self.has.any(dim=-1)  # [M, D] tokens some real item holds
         self._postings: List[Dict[int, torch.Tensor]] | None = None
         self._padded_postings: torch.Tensor | None = None
+        self._posting_lengths: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -83,6 +84,16 @@ class CatalogueIndex:
             first = torch.sort((~self.has).to(torch.uint8), dim=-1, stable=True).indices[..., :longest]
             self._padded_postings = first * self.has.gather(-1, first)  # [M, D, P]
         return self._padded_postings
+
+    def postings_of(self, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """The posting lists of R (codebook, token) pairs, ``[R]`` each -> ``[R, W]`` item ids
+        (0 = empty slot), W = the longest of these R lists rather than of the whole index: one
+        huge list elsewhere (e.g. the de-duplication codebook of residual IDs, held by almost
+        every item) must not widen every path's candidate list."""
+        if self._posting_lengths is None:
+            self._posting_lengths = self.has.sum(dim=-1)  # [M, D]
+        width = max(int(self._posting_lengths[codebook, token].max()), 1) if codebook.numel() else 1
+        return self.padded_postings()[codebook, token, :width]
 
     def allowed_tokens(self, items: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """Tokens of one codebook held by at least one of each path's candidate items.
