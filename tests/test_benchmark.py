@@ -405,13 +405,16 @@ def test_steps_plot_and_table_from_records(tmp_path):
                 "valid": metrics, "test": metrics}
 
     records = [record(f"REG4Rec@L={L}", L, s, 0.01 * L + 0.001 * s) for L in (1, 2, 3) for s in (0, 1)]
+    records += [record(f"faithful@L={L}", L, s, 0.005 * L) for L in (1, 2, 3) for s in (0, 1)]  # same model, other entry
     summary = summarize(runs_frame(records))
-    assert list(summary["steps"]) == [1, 2, 3]
-    assert summary["test_ndcg@10_mean"].tolist() == pytest.approx([0.0105, 0.0205, 0.0305])
+    assert list(summary["steps"]) == [1, 2, 3, 1, 2, 3]
+    assert summary["test_ndcg@10_mean"].tolist()[:3] == pytest.approx([0.0105, 0.0205, 0.0305])
     png = plot_steps(summary, tmp_path / "steps.png")
     assert png is not None and png.read_bytes()[:8] == PNG_MAGIC
     md = summary_markdown(summary, None, None, "# t")
     assert "## Reasoning steps L" in md and "no baseline" in md
+    steps_table = md.split("## Reasoning steps L")[1]
+    assert "| faithful " in steps_table and "| REG4Rec " in steps_table  # rows named by entry, not by model
 
 
 def test_report_only_writes_tables_from_finished_cells_and_runs_nothing(bench, tmp_path):

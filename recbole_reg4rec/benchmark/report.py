@@ -170,7 +170,7 @@ def summary_markdown(
     stepped = summary[summary["steps"].notna()]
     if not stepped.empty:
         st = pd.DataFrame({
-            "model": stepped["model"],
+            "model": [label.rsplit("@L=", 1)[0] for label in stepped["label"]],  # the entry, e.g. REG4Rec or faithful
             "L": stepped["steps"].astype(int),
             "NDCG@10": [_pm(a, b) for a, b in zip(stepped["test_ndcg@10_mean"], stepped["test_ndcg@10_std"])],
             "Recall@10": [_pm(a, b) for a, b in zip(stepped["test_recall@10_mean"], stepped["test_recall@10_std"])],
