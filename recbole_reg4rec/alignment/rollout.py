@@ -11,8 +11,8 @@ names a real item.
 The catalogue check works on candidate lists, not item masks: before the first step every token
 that some item holds is allowed; after it, a path's consistent items are a sub-list of one
 posting list (``[B*G, P]``, P = the longest of the posting lists the batch's first steps chose),
-so each later check reads P items per path instead of all N. The decoder computes only the newest state at each step, and nothing
-sampling does not need: the reflection verdicts on the sampled prefixes come from the one
+so each later check reads P items per path instead of all N. The decoder computes only the newest
+state at each step, and nothing sampling does not need: the reflection verdicts on the sampled prefixes come from the one
 re-scoring pass (:func:`path_log_probs`) that the update needs anyway.
 """
 

@@ -108,7 +108,6 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "model": spec.model,
                 "kind": kind,
                 "seed": seed,
-                "steps": spec.steps,
                 "variant": json.dumps(spec.settings_dict, sort_keys=True, default=str) if spec.settings else "",
                 "dataset": req.dataset,
                 "profile": req.profile.name,
@@ -211,8 +210,7 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
             log(f"{head}: not finished, not run (--report_only)")
             failed.append(f"{cell.spec.label} seed {cell.seed} (not run)")
             continue
-        record = store.load(cell.cid)
-        if record and record.get("status") == "ok" and record.get("spec_hash") == cell.request["spec_hash"]:
+        if store.is_done(cell.cid, cell.request["spec_hash"]):  # same request, other defaults
             log(f"{head}: finished earlier under other model defaults (properties/ changed since), rerun")
         log(f"{head} ...")
         start = time.perf_counter()

@@ -119,7 +119,6 @@ class ModelSpec:
     label: str
     model: str
     settings: Tuple[Tuple[str, Any], ...] = ()
-    steps: Optional[int] = None  # reasoning steps L of a report row (set for the rows of ``eval_steps``)
     eval_steps: Tuple[int, ...] = ()  # ``--steps``: also evaluate the trained model at each L
 
     @property

@@ -29,6 +29,12 @@ COST_COLUMNS: List[str] = ["epochs_trained", "train_s_per_epoch", "eval_s", "pea
 ID_COLUMNS: List[str] = ["label", "model", "kind", "seed", "steps", "variant", "dataset", "profile", "device", "config_hash"]
 
 
+def _metric_columns(result: Dict) -> Dict[str, float]:
+    """``valid_<metric>`` / ``test_<metric>`` columns of a result with ``valid`` and ``test`` dicts."""
+    return {f"{split}_{metric}": (result.get(split) or {}).get(metric, math.nan)
+            for split in ("valid", "test") for metric in METRICS}
+
+
 def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
     """One row per finished cell, plus one per reasoning-steps setting L a cell was also
     evaluated at (``steps_results``, label ``<label>@L=<L>``: same training, so the same cost
@@ -38,18 +44,12 @@ def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
     for r in records:
         row = {k: r.get(k) for k in ID_COLUMNS}
         row.update({k: r.get(k) for k in COST_COLUMNS + ["best_epoch", "fit_s", "valid_s_total", "model_init_s", "cell_s", "n_params"]})
-        for split in ("valid", "test"):
-            for metric in METRICS:
-                row[f"{split}_{metric}"] = (r.get(split) or {}).get(metric, math.nan)
+        row.update(_metric_columns(r))
         row.update({k: r.get(k) for k in ("started_at", "finished_at", "run_id", "cell_id")})
         rows.append(row)
         for result in r.get("steps_results") or []:
-            stepped = {**row, "label": f"{r.get('label')}@L={result['steps']}", "steps": result["steps"],
-                       "eval_s": result.get("eval_s")}
-            for split in ("valid", "test"):
-                for metric in METRICS:
-                    stepped[f"{split}_{metric}"] = (result.get(split) or {}).get(metric, math.nan)
-            rows.append(stepped)
+            rows.append({**row, "label": f"{r.get('label')}@L={result['steps']}", "steps": result["steps"],
+                         "eval_s": result.get("eval_s"), **_metric_columns(result)})
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values(["label", "seed"], kind="stable").reset_index(drop=True)

@@ -231,7 +231,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
 
     final_config = _jsonable(dict(config.final_config_dict))
     return {
-        **{k: request.get(k) for k in ("cell_id", "label", "model", "kind", "seed", "steps", "variant",
+        **{k: request.get(k) for k in ("cell_id", "label", "model", "kind", "seed", "variant",
                                        "dataset", "profile", "spec_hash", "defaults_hash")},
         "status": "ok",
         "run_id": uuid.uuid4().hex,
