@@ -261,3 +261,21 @@ def test_both_stages_run_under_mixed_precision(monkeypatch, workdir):
     assert trainer.stage == 2 and torch.isfinite(torch.tensor(trainer.last_alignment_stats["reward_total_mean"]))
     assert torch.bfloat16 in {dtype for _, dtype in seen_dtypes}  # autocast was active
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_alignment_epochs_report_every_statistic_to_the_log_and_tensorboard(monkeypatch, workdir):
+    """Observability: each reward component (mean, std), KL, clip fraction and reflection accuracy
+    per alignment epoch, as tensorboard scalars and in the epoch's log line; validation score too."""
+    model, train, held_out = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "epochs": 1, "pars_epochs": 1})
+    trainer = REG4RecTrainer(train.config, model)
+    scalars, lines = [], []
+    monkeypatch.setattr(trainer.tensorboard, "add_scalar", lambda tag, value, step: scalars.append((tag, step)))
+    monkeypatch.setattr(trainer.logger, "info", lambda message, *a, **k: lines.append(str(message)))
+    trainer.fit(train, held_out, verbose=True, saved=False)
+    expected = [f"reward_{c}_{s}" for c in ("hit", "step", "reflect", "total") for s in ("mean", "std")]
+    expected += ["kl", "clip_fraction", "reflection_accuracy"]
+    assert all((f"Alignment/{name}", 1) in scalars for name in expected)  # epoch 1 = the alignment epoch
+    assert ("Vaild_score", 1) in scalars  # RecBole's validation scalar, in stage 2 as well
+    alignment_lines = [line for line in lines if "alignment" in line and "reward_hit_mean=" in line]
+    assert len(alignment_lines) == 1 and all(f"{name}=" in alignment_lines[0] for name in expected)
+    assert set(expected) <= set(trainer.last_alignment_stats)
