@@ -132,9 +132,14 @@ def test_registered_model_properties_load_at_internal_priority(workdir, tmp_path
     assert get_model("ToySASRec") is ToySASRec
     user_file = tmp_path / "user.yaml"
     user_file.write_text("n_layers: 1\n")
-    config = Config(model="ToySASRec", dataset="ml-100k", config_file_list=[str(user_file)])
+    config = Config(model="ToySASRec", dataset="toy", config_file_list=[str(user_file)])
     assert config["hidden_size"] == 24  # our property beats RecBole's overall default (64)
     assert config["n_layers"] == 1  # the user's config file beats our property
+    # our dataset file (dataset/ml-100k.yaml) beats the model's property, as RecBole's own
+    # properties/dataset/*.yaml do; the user's file still wins
+    config = Config(model="ToySASRec", dataset="ml-100k", config_file_list=[str(user_file)])
+    assert config["hidden_size"] == 64 and config["MAX_ITEM_LIST_LENGTH"] == 20
+    assert config["n_layers"] == 1
 
 
 def test_run_checkpoint_reload_and_safe_loading(fast_sasrec_config):
@@ -173,6 +178,7 @@ class _Exploit:
         return (os.system, ("touch PWNED",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")  # the legacy file is pickled on purpose
 def test_legacy_and_malicious_checkpoints_are_refused(workdir):
     torch.save({"config": _Exploit(), "state_dict": {}}, "evil.pth")
     with pytest.raises(UnsafeCheckpointError) as info:
