@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import importlib.util
 
 import pandas as pd
 import pytest
@@ -38,17 +37,28 @@ from recbole_reg4rec.benchmark.protocol import (
     parse_steps,
     seeds_for,
 )
+from recbole_reg4rec.benchmark import request as benchmark_request
 from recbole_reg4rec.benchmark.harness import plan_cells
 from recbole_reg4rec.benchmark.report import plot_steps, runs_frame, summarize, summary_markdown
 from recbole_reg4rec.benchmark.runner import check_reasoning_steps, run_cell
 from recbole_reg4rec.benchmark.store import ResultStore, cell_id
 from recbole_reg4rec.registry import get_model
+from entry_points import load_entry_point
 from synthetic import write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("run_benchmark", REPO / "run_benchmark.py")
-run_benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_benchmark)
+reg4rec_cli = load_entry_point("reg4rec")
+
+
+def benchmark_main(argv):
+    """``reg4rec.py benchmark ARGV``, in this process."""
+    return reg4rec_cli.main(["benchmark", *argv])
+
+
+def make_request(argv):
+    """The request ``reg4rec.py benchmark ARGV`` would run."""
+    return benchmark_request.make_request(reg4rec_cli.parse_args(["benchmark", *argv]))
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 TINY_PROFILE = """\
@@ -90,7 +100,7 @@ def bench(tmp_path_factory):
     os.chdir(root)
     sys.argv = ["pytest"]
     try:
-        rc = run_benchmark.main(_argv(root))
+        rc = benchmark_main(_argv(root))
         assert rc == 0
         yield root
     finally:
@@ -191,7 +201,7 @@ def test_rerun_redoes_only_a_missing_cell(bench, capsys):
     (out / "cells" / f"{lost}.json").unlink()
     (out / "cells" / f".{lost}.json.abc.tmp").write_text('{"status": "ok", "trunc')  # a write cut short
 
-    assert run_benchmark.main(_argv(bench)) == 0
+    assert benchmark_main(_argv(bench)) == 0
     after = _run_ids(out)
     assert set(after) == set(before)
     assert after[lost] != before[lost]  # redone
@@ -206,7 +216,7 @@ def test_changed_settings_are_not_taken_as_finished(bench):
     store = ResultStore(bench / "out")
 
     def cells(extra):
-        return plan_cells(run_benchmark.make_request(_argv(bench) + extra))
+        return plan_cells(make_request(_argv(bench) + extra))
 
     assert all(store.is_done(c.cid, c.request["spec_hash"]) for c in cells([]))
     assert all(store.is_done(c.cid, c.request["spec_hash"]) for c in cells(["--show_progress=True"]))
@@ -221,7 +231,7 @@ def test_changed_model_defaults_are_not_taken_as_finished(workdir, monkeypatch):
     defaults = workdir / "REG4Rec.yaml"
     defaults.write_text("pars_token_temperature: 1.0\n")
     monkeypatch.setitem(registry._PROPERTY_FILES, "REG4Rec", [defaults])
-    request = run_benchmark.make_request(["--models=REG4Rec,SASRec", "--seeds=1", f"--output={workdir / 'out'}"])
+    request = make_request(["--models=REG4Rec,SASRec", "--seeds=1", f"--output={workdir / 'out'}"])
     reg4rec, sasrec = plan_cells(request)
     store = ResultStore(workdir / "out")
     for cell in (reg4rec, sasrec):
@@ -246,7 +256,7 @@ def test_killed_run_resumes_without_redoing_finished_cells(bench):
     finished = _run_ids(out)
     assert len(finished) == 2
 
-    cmd = [sys.executable, str(REPO / "run_benchmark.py"), *_argv(bench)]
+    cmd = [sys.executable, str(REPO / "reg4rec.py"), "benchmark", *_argv(bench)]
     proc = subprocess.Popen(cmd, cwd=bench, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "cells" / f"{killed[0]}.json"
     deadline = time.time() + 180
@@ -287,7 +297,7 @@ def test_killed_run_resumes_without_redoing_finished_cells(bench):
     ],
 )
 def test_bad_input_exits_2_before_running(workdir, capsys, args, message):
-    assert run_benchmark.main([f"--output={workdir / 'out'}", *args]) == 2
+    assert benchmark_main([f"--output={workdir / 'out'}", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (workdir / "out").exists()
@@ -295,7 +305,7 @@ def test_bad_input_exits_2_before_running(workdir, capsys, args, message):
 
 def test_bad_input_from_the_shell_has_no_traceback(workdir):
     result = subprocess.run(
-        [sys.executable, str(REPO / "run_benchmark.py"), "--models=NoSuchModel", f"--output={workdir / 'out'}"],
+        [sys.executable, str(REPO / "reg4rec.py"), "benchmark", "--models=NoSuchModel", f"--output={workdir / 'out'}"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
@@ -331,11 +341,11 @@ def test_steps_sweep_marks_only_stepped_models():
 
 
 def test_steps_option_marks_the_named_models_only(workdir):
-    request = run_benchmark.make_request(["--models=REG4Rec,f=REG4Rec[item_fusion_weight=0],SASRec", "--steps=1,3", "--seeds=1"])
+    request = make_request(["--models=REG4Rec,f=REG4Rec[item_fusion_weight=0],SASRec", "--steps=1,3", "--seeds=1"])
     assert [(s.label, s.eval_steps) for s in request.specs] == [("REG4Rec", (1, 3)), ("f", (1, 3)), ("SASRec", ())]
     cells = plan_cells(request)
     assert [c.request["eval_steps"] for c in cells] == [[1, 3], [1, 3], []]
-    plain = plan_cells(run_benchmark.make_request(["--models=REG4Rec,SASRec", "--seeds=1"]))
+    plain = plan_cells(make_request(["--models=REG4Rec,SASRec", "--seeds=1"]))
     # asking for L rows changes the REG4Rec cell's identity (it must be evaluated again), not SASRec's
     assert plain[0].request["spec_hash"] != cells[0].request["spec_hash"]
     assert plain[1].request["spec_hash"] == cells[2].request["spec_hash"]
@@ -426,7 +436,7 @@ def test_report_only_writes_tables_from_finished_cells_and_runs_nothing(bench, t
     (out / "cells" / next(p.name for p in (out / "cells").glob("SASRec*2021*.json"))).unlink()  # an unfinished cell
     before = _run_ids(out)
     argv = [a if not a.startswith("--output=") else f"--output={out}" for a in _argv(bench)] + ["--report_only"]
-    assert run_benchmark.main(argv) == 0
+    assert benchmark_main(argv) == 0
     assert _run_ids(out) == before  # nothing ran
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 3

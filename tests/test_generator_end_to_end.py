@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from recbole_reg4rec.quick_start import load_data_and_model, run_recbole
+from entry_points import load_entry_point
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
 FAST = {
@@ -38,17 +39,6 @@ FAST = {
 }
 
 
-def _load_cli():
-    """The repo-root ``explain.py`` CLI module."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("explain_cli", Path(__file__).resolve().parents[1] / "explain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def toy_cfg(workdir):
     write_synthetic_dataset(workdir / "data", "toy")
@@ -75,7 +65,7 @@ def test_run_recbole_trains_evaluates_and_reloads(toy_cfg, workdir, capsys):
 
     # explanations from the checkpoint (API and CLI)
     from recbole_reg4rec.explain import explain_users
-    cli = _load_cli()
+    cli = load_entry_point("reg4rec")
 
     users = [str(dataset.id2token(dataset.uid_field, 1)), str(dataset.id2token(dataset.uid_field, 2))]
     ex = explain_users(files[0], users, topk=3)
@@ -88,10 +78,10 @@ def test_run_recbole_trains_evaluates_and_reloads(toy_cfg, workdir, capsys):
     assert "items" in first.path[0].description and "genre" in first.path[0].description
     assert ex[0].pruned_by_catalogue >= 0
     capsys.readouterr()
-    assert cli.main(["--model_file", files[0], "--users", users[0], "--topk", "2", "--json"]) == 0
+    assert cli.main(["explain", "--model_file", files[0], "--users", users[0], "--topk", "2", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed[0]["user"] == users[0] and len(printed[0]["items"]) == 2
-    assert cli.main(["--model_file", files[0], "--users", "no-such-user"]) == 2
+    assert cli.main(["explain", "--model_file", files[0], "--users", "no-such-user"]) == 2
 
 
 def test_ablation_switches_run(toy_cfg):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from hardening_helpers import tiny_config
 from recbole_reg4rec.compat.checkpoints import load_checkpoint
 from recbole_reg4rec.quick_start import run_recbole
+from entry_points import load_entry_point
 from synthetic import write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,14 +61,12 @@ shared:
 
 
 def _harness(root: Path, out: str) -> pd.DataFrame:
-    spec = importlib.util.spec_from_file_location("run_benchmark_cli", REPO / "run_benchmark.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    argv = ["--dataset=toy", "--models=SASRec", "--seeds=1", f"--profile={root / 'tiny.yaml'}",
+    cli = load_entry_point("reg4rec")
+    argv = ["benchmark", "--dataset=toy", "--models=SASRec", "--seeds=1", f"--profile={root / 'tiny.yaml'}",
             f"--output={root / out}", f"--data_path={root / 'data'}",
             "--load_col={inter: [user_id, item_id, rating, timestamp]}", "--state=WARNING", "--use_gpu=False"]
     old_argv = sys.argv
-    sys.argv = ["run_benchmark.py"]
+    sys.argv = ["reg4rec.py"]
     try:
         assert cli.main(argv) == 0
     finally:

@@ -1,14 +1,8 @@
-"""scripts/pars_sweep_report.py: the across-seed selection that the alignment study reports."""
-
-import importlib.util
-from pathlib import Path
+"""recbole_reg4rec.studies.pars_sweep: the across-seed selection that the alignment study reports."""
 
 import pandas as pd
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pars_sweep_report.py"
-spec = importlib.util.spec_from_file_location("pars_sweep_report", SCRIPT)
-pars_sweep_report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pars_sweep_report)
+from recbole_reg4rec.studies import pars_sweep as pars_sweep_report
 
 
 def _rows(seed, stage1_valid, epochs):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from recbole_reg4rec.tokenizer import TokenizerConfigError, build_semantic_ids, 
 from recbole_reg4rec.tokenizer import build as build_module
 from recbole_reg4rec.tokenizer.features import collaborative_vectors, training_sequences
 from recbole_reg4rec.tokenizer.settings import TokenizerSettings
+from entry_points import load_entry_point
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,17 +251,15 @@ def test_codebook_larger_than_catalogue_names_the_key(toy):
 
 
 def test_cli_prints_the_report_and_reports_bad_keys(toy, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("run_tokenizer", REPO / "run_tokenizer.py")
-    run_tokenizer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_tokenizer)
-    args = ["run_tokenizer.py", "--dataset=toy", f"--data_path={toy}", "--show_progress=False",
+    cli = load_entry_point("reg4rec")
+    args = ["reg4rec.py", "tokenize", "--dataset=toy", f"--data_path={toy}", "--show_progress=False",
             "--n_codebooks=2", "--codebook_size=8", "--mpq_epochs=3", "--feature_dim=8", "--collab_dim=8"]
     monkeypatch.setattr(sys, "argv", args)
-    assert run_tokenizer.main(args[1:]) == 0
+    assert cli.main(args[1:]) == 0
     out = capsys.readouterr().out
     assert "unique full token sets" in out and "perplexity" in out and "codes: (" in out
 
     args[args.index("--n_codebooks=2")] = "--n_codebooks=0"
     monkeypatch.setattr(sys, "argv", args)
-    assert run_tokenizer.main(args[1:]) == 2
+    assert cli.main(args[1:]) == 2
     assert "n_codebooks" in capsys.readouterr().err

@@ -265,7 +265,7 @@ def run_sweep(settings: SweepSettings, prepared: Optional[PreparedSweep] = None)
 def _fit(prepared: PreparedSweep, output: Path):
     from ray import tune
 
-    from ..compat.ray_tune import failure_config, run_config
+    from .ray_compat import failure_config, run_config
 
     settings = prepared.settings
     trainable = tune.with_parameters(recbole_trainable, setup=prepared.setup)
