@@ -1,5 +1,5 @@
 """Tiny REG4Rec runs for the crash-safety / reproducibility tests, and a driver that SIGKILLs
-its own process at a chosen point (``python hardening_helpers.py <point> <config.json>``).
+its own process at a chosen point (``python kill_points.py <point> <config.json>``).
 
 Kill points:
 

@@ -14,7 +14,7 @@ import torch
 from recbole.config import Config
 from recbole.utils import get_trainer
 
-from ddp_helpers import free_port, run_ddp
+from ddp_worker import free_port, run_ddp
 from recbole_reg4rec.quick_start import load_data_and_model, run
 from recbole_reg4rec.registry import registered_models
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset

@@ -13,7 +13,7 @@ from recbole_reg4rec.tokenizer.diagnostics import collision_stats, make_report, 
 from recbole_reg4rec.tokenizer.mpq import latent_orthogonality, resolve_collisions, train_mpq
 from recbole_reg4rec.tokenizer.residual import dedup_tokens, train_rq_kmeans
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def toy_features(n: int = 120, d: int = 16, clusters: int = 6, seed: int = 0) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 
-from generator_helpers import build_tiny
+from tiny_models import build_tiny
 from recbole_reg4rec.alignment import (
     RewardWeights,
     clipped_surrogate,

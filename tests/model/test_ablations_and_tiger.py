@@ -6,7 +6,7 @@ import pytest
 from recbole.config import Config
 from recbole.utils import get_model, get_trainer
 
-from generator_helpers import tiny_config
+from tiny_models import tiny_config
 from recbole_reg4rec.model import ABLATIONS, TIGER
 from recbole_reg4rec.quick_start import run_recbole
 from recbole_reg4rec.trainer import REG4RecTrainer

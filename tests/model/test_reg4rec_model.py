@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from generator_helpers import build_tiny
+from tiny_models import build_tiny
 from recbole_reg4rec.model.catalogue_index import CatalogueIndex
 from recbole_reg4rec.model.crss import (
     codebook_confidence,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from generator_helpers import build_tiny
+from tiny_models import build_tiny
 from recbole_reg4rec.model.beam_search import (
     BeamConfig,
     corp_beam_search,

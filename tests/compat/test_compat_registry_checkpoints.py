@@ -21,7 +21,7 @@ from recbole_reg4rec.compat.atomic_files import AtomicFileError
 from recbole_reg4rec.quick_start import load_data_and_model, run_recbole
 from recbole_reg4rec.registry import register_model
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _write(path: Path, text: str) -> None:

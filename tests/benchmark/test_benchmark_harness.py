@@ -46,7 +46,7 @@ from recbole_reg4rec.registry import get_model
 from entry_points import load_entry_point
 from synthetic import write_synthetic_dataset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 reg4rec_cli = load_entry_point("reg4rec")
 
 

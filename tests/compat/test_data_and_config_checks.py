@@ -209,7 +209,7 @@ def test_config_types_accept_recbole_spellings(workdir):
 def test_cli_rejects_wrong_config_type_before_loading_data(workdir, monkeypatch, capsys):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("run_recbole_cli", Path(__file__).resolve().parent.parent / "run_recbole.py")
+    spec = importlib.util.spec_from_file_location("run_recbole_cli", Path(__file__).resolve().parents[2] / "run_recbole.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     argv = ["--model=SASRec", "--dataset=nosuchdata", "--epochs=ten", "--learning_rate=fast"]

@@ -11,13 +11,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hardening_helpers import tiny_config
+from kill_points import tiny_config
 from recbole_reg4rec.compat.checkpoints import load_checkpoint
 from recbole_reg4rec.quick_start import run_recbole
 from entry_points import load_entry_point
 from synthetic import write_synthetic_dataset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _reg4rec_run(root: Path, **extra):

@@ -20,7 +20,7 @@ from recbole_reg4rec.tuning import ParamsFileError, SweepError, SweepSettings, p
 from recbole_reg4rec.tuning.params import check_keys
 from synthetic import SYNTHETIC_LOAD_COL
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 import run_hyper  # noqa: E402
 

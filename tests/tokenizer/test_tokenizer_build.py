@@ -21,7 +21,7 @@ from recbole_reg4rec.tokenizer.settings import TokenizerSettings
 from entry_points import load_entry_point
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SMALL = {
     "n_codebooks": 3,
     "codebook_size": 8,

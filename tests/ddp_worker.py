@@ -1,4 +1,4 @@
-"""A DDP worker for tests: RecBole's ``run_recbole`` steps, plus what a test needs to see —
+"""A DDP worker for tests: the package's run recipe (:mod:`recbole_reg4rec.run`), plus what a test needs to see —
 every rank's final weights (are the ranks still training one model?) and the stage reached.
 
 Spawned by ``torch.multiprocessing``; children get the parent's ``sys.path``, so this module
@@ -22,18 +22,11 @@ def free_port() -> str:
 
 
 def ddp_worker(rank, model_name, dataset_name, config_dict, queue):
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_seed
+    from recbole_reg4rec.run import make_config, prepare_run
 
-    config_dict = dict(config_dict, local_rank=rank)
-    config = Config(model=model_name, dataset=dataset_name, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    config = make_config(model_name, dataset_name, None, dict(config_dict, local_rank=rank))
+    run = prepare_run(config)
+    trainer, train_data, valid_data, test_data = run.trainer, run.train_data, run.valid_data, run.test_data
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
 
     flat = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])

@@ -3,7 +3,7 @@ token cache is resumed (``--resume`` / ``resume=``, or simply rerun for the toke
 with exactly the test metrics and weights of an uninterrupted run under the same seed. Two
 processes building the same token cache leave one valid file.
 
-The killed runs are real subprocesses (``hardening_helpers.py`` kills itself with SIGKILL at a
+The killed runs are real subprocesses (``kill_points.py`` kills itself with SIGKILL at a
 precise point); the resumed runs continue in this process, as a fresh run would.
 """
 
@@ -21,11 +21,11 @@ import pytest
 import torch
 import yaml
 
-from hardening_helpers import tiny_config
+from kill_points import tiny_config
 from recbole_reg4rec.compat.checkpoints import last_checkpoint_path, load_checkpoint
 from recbole_reg4rec.quick_start import run_recbole
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 
 
@@ -66,7 +66,7 @@ def _config(workdir: Path, reference, **extra):
 def _killed_run(workdir: Path, point: str, config: dict) -> None:
     config_file = workdir / f"{point}.json"
     config_file.write_text(json.dumps(config))
-    proc = subprocess.run([sys.executable, str(TESTS / "hardening_helpers.py"), point, str(config_file)],
+    proc = subprocess.run([sys.executable, str(TESTS / "kill_points.py"), point, str(config_file)],
                           cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
