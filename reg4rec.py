@@ -47,7 +47,7 @@ BENCHMARK_HELP = """\
 Benchmark our models and RecBole's built-ins side by side, under one protocol, over seeds.
 
     python reg4rec.py benchmark --dataset=ml-100k --models=REG4Rec,SASRec,GRU4Rec,BERT4Rec \\
-        --seeds=3 --profile=quick --output=benchmarks/results/ml-100k-quick
+        --seeds=3 --profile=quick --output=runs/ml-100k-quick
 
 Protocol (every model): leave-one-out by time, full ranking over all items, Recall / NDCG / MRR /
 Hit @5/10/20, early stopping on valid NDCG@10, CE loss without negative sampling; seeds 2020,
@@ -104,7 +104,7 @@ from those same weights, and after each alignment epoch the study records the va
 NDCG@10 (what selection may use) and, for the report only, the test NDCG@10 of the current
 weights, beside the epoch's reward statistics.
 
-    python reg4rec.py pars-sweep --output benchmarks/results/pars-sweep --pars_epochs 3 \\
+    python reg4rec.py pars-sweep --output runs/pars-sweep --pars_epochs 3 \\
         --variant default \\
         --variant tau0.5 pars_token_temperature=0.5 \\
         --variant H0 msra_horizon=0 \\
@@ -135,7 +135,7 @@ remaining codebooks' log-probabilities, so one trained model per seed is evaluat
 (`benchmark --steps` does the same right after training each cell).
 
     python reg4rec.py steps-curve --model_files saved/REG4Rec-A.pth saved/REG4Rec-B.pth \\
-        --steps 1-4 --output benchmarks/results/steps
+        --steps 1-4 --output runs/steps
 
 Writes steps.csv (file, seed, L, valid/test NDCG@10 and Recall@10), steps_ndcg10.png (test
 NDCG@10 mean ± std over the files against L) and prints the table.
@@ -147,20 +147,33 @@ Long-run memory check: train a model for many epochs and record memory after eve
 A leak shows as resident memory that keeps growing epoch after epoch once the first epochs have
 allocated their caches.
 
-    python reg4rec.py memory --epochs 30 --pars_epochs 5 --output benchmarks/results/memory
+    python reg4rec.py memory --epochs 30 --pars_epochs 5 --output runs/memory
 
 Writes memory.csv (epoch, stage, seconds, RSS MB, peak RSS MB), memory.png and prints a summary
 including the RSS drift over the second half of each stage.
 """
 
 
+def _common() -> argparse.ArgumentParser:
+    """Flags every command takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="also print RecBole's log (config dump, dataset, epochs); default: the result only")
+    return common
+
+
+def _subparser(sub, name: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=COMMANDS[name][2], description=description, formatter_class=_RAW,
+                          parents=[_common()])
+
+
 def _add_benchmark(sub) -> None:
-    p = sub.add_parser("benchmark", help=COMMANDS["benchmark"][2], description=BENCHMARK_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "benchmark", BENCHMARK_HELP)
     p.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name (default ml-100k, shipped with recbole)")
     p.add_argument("--models", "-m", required=True, help="comma-separated model entries (see above)")
     p.add_argument("--seeds", default="3", help="number of seeds: 2020, 2021, ... (default 3)")
     p.add_argument("--profile", default="quick", help="quick (CPU), full (GPU) or a profile yaml path")
-    p.add_argument("--output", "-o", default=None, help="output folder (default benchmarks/results/<dataset>-<profile>)")
+    p.add_argument("--output", "-o", default=None, help="output folder (default runs/<dataset>-<profile>)")
     p.add_argument("--steps", default=None, help="reasoning steps L to sweep, e.g. 1-4 or 1,2,4")
     p.add_argument("--steps_models", default="REG4Rec", help="models whose entries --steps evaluates at every L (default REG4Rec)")
     p.add_argument("--config_files", default=None, help="space-separated yaml files applied to every model")
@@ -170,58 +183,55 @@ def _add_benchmark(sub) -> None:
 
 
 def _add_tokenize(sub) -> None:
-    p = sub.add_parser("tokenize", help=COMMANDS["tokenize"][2], description=TOKENIZE_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "tokenize", TOKENIZE_HELP)
     p.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name")
     p.add_argument("--model", "-m", default="SASRec", help="sequential model whose split to use")
     p.add_argument("--config_files", default=None, help="space-separated yaml files")
-    p.add_argument("--verbose", action="store_true", help="also print RecBole's log (config, dataset, training)")
 
 
 def _add_explain(sub) -> None:
-    p = sub.add_parser("explain", help=COMMANDS["explain"][2], description=EXPLAIN_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "explain", EXPLAIN_HELP)
     p.add_argument("--model_file", required=True, help="REG4Rec checkpoint (.pth)")
     p.add_argument("--users", nargs="+", required=True, help="external user ids")
     p.add_argument("--topk", type=int, default=10, help="items per user")
     p.add_argument("--split", choices=("test", "valid"), default="test", help="which history to use")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--verbose", action="store_true", help="also print RecBole's log (config, dataset)")
 
 
 def _add_pars_sweep(sub) -> None:
-    p = sub.add_parser("pars-sweep", help=COMMANDS["pars-sweep"][2], description=PARS_SWEEP_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "pars-sweep", PARS_SWEEP_HELP)
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--stage1", help="REG4Rec checkpoint to start from (default: train stage 1 first)")
     p.add_argument("--pars_epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--output", default="benchmarks/results/pars-sweep")
+    p.add_argument("--output", default="runs/pars-sweep")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings of every run")
     p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [KEY=VALUE ...]",
                    help="an alignment variant: a name and its settings (repeat the flag)")
 
 
 def _add_pars_sweep_report(sub) -> None:
-    p = sub.add_parser("pars-sweep-report", help=COMMANDS["pars-sweep-report"][2],
-                       description=PARS_SWEEP_REPORT_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "pars-sweep-report", PARS_SWEEP_REPORT_HELP)
     p.add_argument("csv", nargs="+", help="pars_sweep.csv files, one per seed")
     p.add_argument("--output", help="also write the markdown table here")
 
 
 def _add_steps_curve(sub) -> None:
-    p = sub.add_parser("steps-curve", help=COMMANDS["steps-curve"][2], description=STEPS_CURVE_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "steps-curve", STEPS_CURVE_HELP)
     p.add_argument("--model_files", nargs="+", required=True, help="REG4Rec checkpoints (one per seed)")
     p.add_argument("--steps", default="1-4", help="L values, e.g. 1-4 or 1,2,4 (each between 1 and M)")
-    p.add_argument("--output", default="benchmarks/results/steps")
+    p.add_argument("--output", default="runs/steps")
     p.add_argument("--fusion_weight", type=float, default=None,
                    help="evaluate with this item_fusion_weight instead of the trained one (0 = token paths only)")
 
 
 def _add_memory(sub) -> None:
-    p = sub.add_parser("memory", help=COMMANDS["memory"][2], description=MEMORY_HELP, formatter_class=_RAW)
+    p = _subparser(sub, "memory", MEMORY_HELP)
     p.add_argument("--model", default="REG4Rec")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--epochs", type=int, default=30, help="stage-1 epochs (early stopping off)")
     p.add_argument("--pars_epochs", type=int, default=10, help="stage-2 epochs")
-    p.add_argument("--output", default="benchmarks/results/memory")
+    p.add_argument("--output", default="runs/memory")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
     p.add_argument("--from_csv", help="only summarise and re-plot an earlier run's memory.csv")
 

@@ -1,8 +1,8 @@
 """Hyper-parameter sweep of a RecBole model (ours or built-in) on Ray Tune.
 
-    python run_hyper.py --model=SASRec --dataset=ml-100k --params_file=hyper/sasrec.hyper \\
-        --config_files=hyper/base.yaml --num_samples=8 --output=sweeps/sasrec
-    python run_hyper.py --model=REG4Rec --params_file=hyper/reg4rec.hyper --gpus_per_trial=1 \\
+    python run_hyper.py --model=SASRec --dataset=ml-100k --params_file=search_spaces/sasrec.hyper \\
+        --config_files=search_spaces/base.yaml --num_samples=8 --output=sweeps/sasrec
+    python run_hyper.py --model=REG4Rec --params_file=search_spaces/reg4rec.hyper --gpus_per_trial=1 \\
         --address=10.0.0.5:6379 --output=/shared/sweeps/reg4rec      # an existing Ray cluster
     python run_hyper.py ... --epochs=20 --train_batch_size=1024      # --key=value: config overrides
 

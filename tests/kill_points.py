@@ -17,40 +17,35 @@ import sys
 from pathlib import Path
 from typing import Dict
 
-from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
+from synthetic import write_synthetic_dataset
+from tiny_config import tiny_config as base_config
 
-TINY: Dict = {
-    "use_gpu": False,
-    "load_col": SYNTHETIC_LOAD_COL,
-    "epochs": 3,
-    "stopping_step": 10,
-    "train_batch_size": 64,
-    "eval_batch_size": 100000,
-    "MAX_ITEM_LIST_LENGTH": 8,
-    "hidden_size": 16,
-    "inner_size": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "show_progress": False,
-    "seed": 2020,
-    "reproducibility": True,
-    "metrics": ["Recall", "NDCG"],
-    "topk": [5],
-    "valid_metric": "NDCG@5",
-    "beam_size": 10,
-    "crss_warmup_epochs": 1,
-    "n_codebooks": 3,
-    "codebook_size": 4,
-    "mpq_feature_source": "side_info",
-    "feature_dim": 8,
-    "mpq_expert_hidden": 16,
-    "mpq_latent_dim": 8,
-    "mpq_epochs": 3,
-    "pars_epochs": 2,
-    "pars_group_size": 4,
-    "msra_horizon": 2,
-    "state": "WARNING",
-}
+#: a two-stage REG4Rec run of a few seconds
+TINY: Dict = base_config(
+    use_gpu=False,
+    epochs=3,
+    stopping_step=10,
+    train_batch_size=64,
+    eval_batch_size=100000,
+    MAX_ITEM_LIST_LENGTH=8,
+    n_heads=2,
+    metrics=["Recall", "NDCG"],
+    topk=[5],
+    valid_metric="NDCG@5",
+    beam_size=10,
+    crss_warmup_epochs=1,
+    n_codebooks=3,
+    codebook_size=4,
+    mpq_feature_source="side_info",
+    feature_dim=8,
+    mpq_expert_hidden=16,
+    mpq_latent_dim=8,
+    mpq_epochs=3,
+    pars_epochs=2,
+    pars_group_size=4,
+    msra_horizon=2,
+    state="WARNING",
+)
 
 
 def tiny_config(root: Path, **extra) -> Dict:

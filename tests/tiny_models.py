@@ -11,7 +11,8 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_reg4rec.tokenizer.semantic_ids import SemanticIDs
-from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
+from synthetic import write_synthetic_dataset
+from tiny_config import tiny_config as base_config
 
 
 def structured_codes(n_items: int, sizes: Tuple[int, ...], seed: int = 0) -> SemanticIDs:
@@ -26,29 +27,22 @@ def structured_codes(n_items: int, sizes: Tuple[int, ...], seed: int = 0) -> Sem
 
 def tiny_config(root, extra: Optional[Dict] = None, n_items: int = 30, n_users: int = 40) -> Dict:
     write_synthetic_dataset(root, "tiny", n_users=n_users, n_items=n_items, n_clusters=3)
-    cfg = {
-        "data_path": str(root),
-        "load_col": SYNTHETIC_LOAD_COL,
-        "epochs": 1,
-        "train_batch_size": 64,
-        "eval_batch_size": 100000,
-        "MAX_ITEM_LIST_LENGTH": 8,
-        "hidden_size": 16,
-        "inner_size": 32,
-        "n_layers": 1,
-        "n_heads": 2,
-        "hidden_dropout_prob": 0.0,
-        "attn_dropout_prob": 0.0,
-        "show_progress": False,
-        "use_gpu": False,
-        "seed": 2020,
-        "reproducibility": True,
-        "topk": [5],
-        "metrics": ["Recall", "NDCG"],
-        "valid_metric": "NDCG@5",
-        "beam_size": 10,
-        "initializer_range": 0.5,
-    }
+    cfg = base_config(
+        root,
+        epochs=1,
+        train_batch_size=64,
+        eval_batch_size=100000,
+        MAX_ITEM_LIST_LENGTH=8,
+        n_heads=2,
+        hidden_dropout_prob=0.0,
+        attn_dropout_prob=0.0,
+        use_gpu=False,
+        topk=[5],
+        metrics=["Recall", "NDCG"],
+        valid_metric="NDCG@5",
+        beam_size=10,
+        initializer_range=0.5,
+    )
     cfg.update(extra or {})
     return cfg
 

@@ -55,7 +55,7 @@ def make_request(args: Namespace) -> BenchmarkRequest:
     missing = [str(p) for p in config_files if not p.is_file()]
     if missing:
         raise BenchmarkError(f"--config_files not found: {', '.join(missing)}")
-    output = Path(args.output or f"benchmarks/results/{args.dataset}-{profile.name}").resolve()
+    output = Path(args.output or f"runs/{args.dataset}-{profile.name}").resolve()
     return BenchmarkRequest(
         dataset=args.dataset,
         specs=specs,
@@ -67,6 +67,7 @@ def make_request(args: Namespace) -> BenchmarkRequest:
         ours=frozenset(registry.registered_models()),
         keep_checkpoints=args.keep_checkpoints,
         report_only=args.report_only,
+        verbose=args.verbose,
         command=shlex.join(["python", "reg4rec.py", *args.argv]),
     )
 

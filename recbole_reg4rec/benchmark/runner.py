@@ -11,7 +11,8 @@ after the test evaluation finished, so a cell killed mid-way leaves no result an
 
 The request holds ``model``, ``dataset``, ``config_file_list`` and ``config_dict`` exactly as
 given to RecBole's ``Config``, plus the bookkeeping fields copied into the result (``label``,
-``seed``, ``cell_id``, ``spec_hash``...). Measured, in the result:
+``seed``, ``cell_id``, ``spec_hash``...), the cell's ``log_file`` and whether RecBole's log also
+goes to the console (``console_log``). Measured, in the result:
 
 * ``valid`` / ``test``: best validation metrics, test metrics of the best (early-stopped) model;
 * ``epochs_trained``, ``best_epoch``;
@@ -171,7 +172,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     config = make_config(request["model"], request["dataset"], request.get("config_file_list"),
                          request.get("config_dict"))
     seed_everything(config)
-    logger = start_logging(config, log_file=request.get("log_file"))
+    logger = start_logging(config, log_file=request.get("log_file"), console=request.get("console_log", True))
     logger.info(f"benchmark cell {request.get('label')} seed {config['seed']}")
     logger.info(config)
 

@@ -6,5 +6,5 @@
 * :mod:`.memory` — resident memory after every epoch of a long run (``memory``).
 
 Each builds its runs with the package's one run recipe (:mod:`recbole_reg4rec.run`). Their
-committed outputs live under ``benchmarks/``.
+committed outputs live under ``results/``.
 """

@@ -68,8 +68,9 @@ def memory_command(args: Namespace) -> int:
 
     from ..run import make_config, parse_overrides, prepare_run, seed_everything, start_logging
 
+    quiet = {} if args.verbose else {"state": "WARNING"}  # RecBole's log only with --verbose
     overrides = {"epochs": args.epochs, "pars_epochs": args.pars_epochs, "stopping_step": 10**6,
-                 "show_progress": False, "eval_step": 5, **parse_overrides("--" + s for s in args.set)}
+                 "show_progress": False, "eval_step": 5, **quiet, **parse_overrides("--" + s for s in args.set)}
     config = make_config(args.model, args.dataset, None, overrides)
     seed_everything(config)
     start_logging(config)

@@ -52,8 +52,10 @@ def sweep_command(args: Namespace) -> int:
 
     try:
         variants = [(v[0], _settings(v[1:])) for v in args.variant] or [("default", {})]
+        quiet = {} if args.verbose else {"state": "WARNING"}  # RecBole's log only with --verbose
         shared = {"seed": args.seed, "show_progress": False, "stopping_step": 10**6, "eval_step": 1,
-                  "topk": [10], "metrics": ["Recall", "NDCG"], "valid_metric": "NDCG@10", **_settings(args.set)}
+                  "topk": [10], "metrics": ["Recall", "NDCG"], "valid_metric": "NDCG@10", **quiet,
+                  **_settings(args.set)}
     except OverrideError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -32,7 +32,8 @@ def steps_curve_command(args: Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for model_file in args.model_files:
-        config, model, _, _, valid, test = load_data_and_model(model_file)
+        quiet = None if args.verbose else {"state": "WARNING"}  # no config dump unless asked
+        config, model, _, _, valid, test = load_data_and_model(model_file, overrides=quiet)
         trainer = build_trainer(config, model)
         if args.fusion_weight is not None:
             model.item_fusion_weight = args.fusion_weight  # read at every ranking

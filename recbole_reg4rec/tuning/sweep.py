@@ -22,7 +22,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from .params import ParamsFileError, ParamSpec, check_keys, parse_params_file, search_space
 from .trainable import COMPLETED_KEY, SCORE_KEY, TrialSetup, recbole_trainable

@@ -363,7 +363,7 @@ def test_reasoning_steps_are_checked_before_training():
 
 
 def test_one_trained_model_is_evaluated_at_every_L(workdir):
-    from test_generator_end_to_end import FAST
+    from tiny_config import REG4REC_STAGE1 as FAST
 
     write_synthetic_dataset(workdir / "data", "toy")
     request = {
@@ -376,7 +376,7 @@ def test_one_trained_model_is_evaluated_at_every_L(workdir):
     by_l = {r["steps"]: r for r in record["steps_results"]}
     assert sorted(by_l) == [1, 3] and record["epochs_trained"] == 1  # trained once
     for result in by_l.values():
-        assert 0.0 <= result["test"]["ndcg@10"] <= 1.0 and result["eval_s"] > 0
+        assert result["test"]["ndcg@10"] > 0 and result["eval_s"] > 0
     # L = M = 3 is the model's own setting: the same numbers as the cell's test evaluation
     assert by_l[3]["test"] == pytest.approx(record["test"])
     runs = runs_frame([record])

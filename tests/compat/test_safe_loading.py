@@ -8,7 +8,6 @@ is in test_foundation.py; these extend it to the other loaders.)
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
