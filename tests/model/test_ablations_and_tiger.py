@@ -36,10 +36,10 @@ def test_full_reg4rec_differs_from_each_ablation():
 def test_tiger_learns_the_synthetic_chains_next_item(workdir):
     """Users walk through their cluster's items in a fixed order: a trained TIGER must put the
     next item in its top 5 far more often than a random ranking of the 30 items would."""
-    config = tiny_config(workdir / "data", {"epochs": 5, "learning_rate": 0.01, "n_codebooks": 2, "codebook_size": 4,
+    config = tiny_config(workdir / "data", {"epochs": 3, "learning_rate": 0.01, "n_codebooks": 2, "codebook_size": 4,
                                              "metrics": ["Recall", "NDCG", "Hit"],
                                              "tokenizer_cache_dir": str(workdir / "tokens")}, n_users=120)
     result = run_recbole(model="TIGER", dataset="tiny", config_dict=config)
     chance_hit5 = 5 / 30
-    assert result["test_result"]["hit@5"] > 3 * chance_hit5  # measured 0.77 at seed 2020
+    assert result["test_result"]["hit@5"] > 2 * chance_hit5  # measured 0.575 at seed 2020
     assert result["best_valid_result"] is not None
