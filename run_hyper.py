@@ -1,8 +1,8 @@
 """Hyper-parameter sweep of a RecBole model (ours or built-in) on Ray Tune.
 
-    python run_hyper.py --model=SASRec --dataset=ml-100k --params_file=hyper/sasrec.hyper \\
-        --config_files=hyper/base.yaml --num_samples=8 --output=sweeps/sasrec
-    python run_hyper.py --model=REG4Rec --params_file=hyper/reg4rec.hyper --gpus_per_trial=1 \\
+    python run_hyper.py --model=SASRec --dataset=ml-100k --params_file=search_spaces/sasrec.hyper \\
+        --config_files=search_spaces/base.yaml --num_samples=8 --output=sweeps/sasrec
+    python run_hyper.py --model=REG4Rec --params_file=search_spaces/reg4rec.hyper --gpus_per_trial=1 \\
         --address=10.0.0.5:6379 --output=/shared/sweeps/reg4rec      # an existing Ray cluster
     python run_hyper.py ... --epochs=20 --train_batch_size=1024      # --key=value: config overrides
 
@@ -26,21 +26,6 @@ import argparse
 import sys
 
 
-def _config_value(text: str):
-    """A ``--key=value`` override, typed like RecBole types command-line values."""
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        lowered = text.lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        if lowered in ("none", "null", "~"):
-            return None
-        return text
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
@@ -61,22 +46,23 @@ def parse_args(argv=None):
     parser.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument("--ray_temp_dir", default=None, help="temp folder of the local Ray")
     parser.add_argument("--output", default="hyper_results", help="folder for the result table and best config")
-    args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for item in rest:
-        if not item.startswith("--") or "=" not in item:
-            parser.error(f"unrecognized argument {item!r}; config overrides are written --key=value")
-        key, value = item[2:].split("=", 1)
-        overrides[key] = _config_value(value)
-    args.overrides = overrides
+    args, overrides = parser.parse_known_args(argv)
+    args.overrides = overrides  # --key=value config overrides, typed once the package is imported
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import recbole_reg4rec  # noqa: F401  (compatibility layer + model registration)
+    import recbole_reg4rec  # noqa: F401  (compatibility layer + model registration; after --help)
+    from recbole_reg4rec.run import OverrideError, parse_overrides
     from recbole_reg4rec.tuning import SweepError, SweepSettings, prepare, run_sweep
     from recbole_reg4rec.tuning.sweep import markdown
+
+    try:
+        overrides = parse_overrides(args.overrides)
+    except OverrideError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     settings = SweepSettings(
         model=args.model,
@@ -84,7 +70,7 @@ def main(argv=None) -> int:
         params_file=args.params_file,
         output=args.output,
         config_files=args.config_files.split() if args.config_files else [],
-        overrides=args.overrides,
+        overrides=overrides,
         num_samples=args.num_samples,
         scheduler=args.scheduler,
         grace_period=args.grace_period,

@@ -6,15 +6,12 @@
     python run_recbole.py --model=REG4Rec --resume=saved/REG4Rec-<time>.pth   # continue a killed run
 
 Flags are RecBole's own run_recbole.py flags; any other ``--key=value`` overrides that config
-key (RecBole parses them). Our models' default properties load before your config files.
+key (values typed as RecBole types them: 5, 1e-3, [5,10], True). Our models' default properties
+load before your config files. The test metrics end the output as a table.
 """
 
 import argparse
 import sys
-
-import recbole_reg4rec  # noqa: F401  (compatibility layer + model registration)
-from recbole_reg4rec.compat.checkpoints import CorruptCheckpointError, UnsafeCheckpointError
-from recbole_reg4rec.quick_start import run
 
 
 def parse_args(argv=None):
@@ -32,16 +29,22 @@ def parse_args(argv=None):
         help="checkpoint of a killed run to continue (saved/<Model>-<time>.pth or saved/last/...; the newer is "
              "used); give the same model, dataset, config files and flags as the original run",
     )
-    # Unknown --key=value flags are config overrides; RecBole's Config reads them from sys.argv.
-    args, _ = parser.parse_known_args(argv)
+    args, overrides = parser.parse_known_args(argv)
+    args.overrides = overrides  # --key=value config overrides: RecBole's Config reads them from sys.argv
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    import recbole_reg4rec  # noqa: F401  (compatibility layer + model registration; after --help)
+    from recbole_reg4rec.compat.checkpoints import CorruptCheckpointError, UnsafeCheckpointError
+    from recbole_reg4rec.quick_start import run
+    from recbole_reg4rec.run import metrics_table, parse_overrides
+
     try:
-        run(
+        parse_overrides(args.overrides)  # a stray argument is an error here, not a warning inside RecBole
+        result = run(
             args.model,
             args.dataset,
             config_file_list=config_file_list,
@@ -56,6 +59,8 @@ def main(argv=None):
         # Configuration and data errors carry an actionable message; a traceback adds nothing.
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if result:  # None in a DDP worker group that reported nothing
+        print(metrics_table({"best valid": result["best_valid_result"], "test": result["test_result"]}))
     return 0
 
 

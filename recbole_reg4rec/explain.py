@@ -173,7 +173,8 @@ def explain_interaction(model, interaction, dataset, topk: int = 10, describer: 
 
 
 def explain_users(
-    model_file: str, users: Sequence[str], topk: int = 10, split: str = "test", trusted: bool = False
+    model_file: str, users: Sequence[str], topk: int = 10, split: str = "test", trusted: bool = False,
+    overrides: Optional[Dict] = None,
 ) -> List[UserExplanation]:
     """Top-K items with their reasoning paths for ``users`` (external ids) of a saved checkpoint.
 
@@ -182,11 +183,12 @@ def explain_users(
         users: external user ids (as in the ``.inter`` file).
         topk: items per user.
         split: ``test`` (history up to the validation item) or ``valid``.
-        trusted: see :func:`recbole_reg4rec.quick_start.load_data_and_model`.
+        trusted, overrides: see :func:`recbole_reg4rec.quick_start.load_data_and_model`.
     """
     from .quick_start import load_data_and_model
 
-    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(model_file, trusted=trusted)
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(
+        model_file, trusted=trusted, overrides=overrides)
     if not hasattr(model, "beam_search"):
         raise ValueError(f"{config['model']} has no reasoning paths to explain (REG4Rec models only)")
     data = test_data if split == "test" else valid_data
@@ -228,3 +230,18 @@ def format_explanations(explanations: Sequence[UserExplanation]) -> str:
 
 def to_dicts(explanations: Sequence[UserExplanation]) -> List[Dict]:
     return [asdict(e) for e in explanations]
+
+
+def explain_command(args) -> int:
+    """``reg4rec.py explain``. Exit status: 0 done, 2 bad input (one line on stderr)."""
+    import json
+    import sys
+
+    quiet = None if args.verbose else {"state": "WARNING"}  # no config dump unless asked
+    try:
+        explanations = explain_users(args.model_file, args.users, topk=args.topk, split=args.split, overrides=quiet)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(to_dicts(explanations), indent=1) if args.json else format_explanations(explanations))
+    return 0

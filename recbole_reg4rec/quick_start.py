@@ -11,33 +11,28 @@ checkpoint: it never unpickles code.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import MutableMapping
-from logging import getLogger
 from typing import Optional
 
 from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
-from recbole.utils import get_environment, get_flops, get_model, get_trainer, init_logger, init_seed, set_color
+from recbole.utils import get_environment, get_flops, set_color
 
 from .compat.checkpoints import config_from_checkpoint, load_checkpoint
 from .compat.distributed import without_ddp_runtime
+from .run import build_model, load_data, prepare_run, reset_logger, seed_everything, start_logging
 
-
-def reset_logger() -> None:
-    """Drop the handlers RecBole's ``init_logger`` adds, so repeated runs in one process
-    (tests, sweeps, benchmarks) do not print every line several times."""
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-        handler.close()
+__all__ = ["load_data_and_model", "reset_logger", "run", "run_recbole", "run_recboles"]
 
 
 def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
                 resume: Optional[str] = None):
     """Train and test one model, like RecBole's ``run_recbole`` (same arguments and result).
+
+    As RecBole's, its ``Config`` reads ``--key=value`` overrides from ``sys.argv`` (the one place
+    in this package that does: ``run_recbole.py`` is RecBole's own front door; every other entry
+    point builds its config with :func:`.run.make_config`).
 
     Args:
         resume: checkpoint of an interrupted run of the same model, dataset and config (its best
@@ -45,33 +40,25 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
             used). Training continues where it stopped, with the RNG states it recorded; the
             config key ``resume_checkpoint`` does the same.
     """
-    reset_logger()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     resume = resume or config["resume_checkpoint"]
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
+    seed_everything(config)
+    logger = start_logging(config)
     logger.info(sys.argv)
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model)
+    run = prepare_run(config)
     transform = construct_transform(config)
-    flops = get_flops(model, dataset, config["device"], logger, transform)
+    flops = get_flops(run.model, run.dataset, config["device"], logger, transform)
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = run.trainer
     if resume:
         trainer.resume_checkpoint(resume)
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_result = trainer.evaluate(run.test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -150,18 +137,12 @@ def load_data_and_model(model_file: str, trusted: bool = False, overrides: Optio
     """
     checkpoint = without_ddp_runtime(load_checkpoint(model_file, map_location="cpu", trusted=trusted))
     config = config_from_checkpoint(checkpoint, overrides)
-    init_seed(config["seed"], config["reproducibility"])
-    reset_logger()
-    init_logger(config)
-    logger = getLogger()
+    seed_everything(config)
+    logger = start_logging(config)
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    dataset, train_data, valid_data, test_data = load_data(config)
+    model, _ = build_model(config, train_data)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()

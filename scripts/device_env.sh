@@ -1,6 +1,6 @@
 # Sourced by the scripts that run on a lent GPU machine (scripts/gpu_check.sh,
 # scripts/gpu_pars_sweep.sh): that machine has torch/numpy/pandas but no package registry, so
-# RecBole and its small pure-Python needs travel as wheels in .whl/ (shared/notes/baselines-and-gpu.md).
+# RecBole and its small pure-Python needs travel as wheels in .whl/ (see the README's GPU section).
 # Prepare them here with
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 --platform any -d .whl \

@@ -14,7 +14,7 @@ source "$(dirname "$0")/device_env.sh"
 AMP="enable_amp=True,enable_scaler=True"
 BENCH=/tmp/gpu_check_bench
 rm -rf "$BENCH"
-timeout "${BENCH_TIMEOUT:-420}" "$PY" run_benchmark.py --dataset=ml-100k --profile="${GPU_CHECK_PROFILE:-timing}" --seeds=1 \
+timeout "${BENCH_TIMEOUT:-420}" "$PY" reg4rec.py benchmark --dataset=ml-100k --profile="${GPU_CHECK_PROFILE:-timing}" --seeds=1 \
     --models="SASRec,SASRec_amp=SASRec[$AMP],REG4Rec,REG4Rec_amp=REG4Rec[$AMP]" --output="$BENCH" ${GPU_CHECK_FLAGS:-} \
     > "$OUT/benchmark.log" 2>&1
 echo "benchmark exit status $?"
@@ -41,6 +41,6 @@ EOF
 
 # our tests on this machine's Python / torch (the Ray sweep tests need ray, which is not there)
 PARALLEL=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist, where installed
-timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -q -p no:cacheprovider $PARALLEL --ignore=tests/test_tuning.py > "$OUT/pytest.log" 2>&1
+timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -q -p no:cacheprovider $PARALLEL --ignore=tests/tuning > "$OUT/pytest.log" 2>&1
 echo "pytest exit status $? (124 = stopped by TEST_TIMEOUT)"
 tail -n 3 "$OUT/pytest.log"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Alignment-stage variants over 3 seeds on a lent GPU machine (see ../.library/device): one
 # stage-1 model per seed (benchmark quick-profile sizes, 10 epochs, best on validation), then every
-# variant's alignment epochs from it (most important first: a timeout keeps the finished ones) (scripts/pars_sweep.py), the three seeds side by side, and the
-# across-seed table of scripts/pars_sweep_report.py. Selection uses validation only.
+# variant's alignment epochs from it (most important first: a timeout keeps the finished ones)
+# (reg4rec.py pars-sweep), the three seeds side by side, and the across-seed table of
+# reg4rec.py pars-sweep-report. Selection uses validation only.
 #
 # Setup: scripts/device_env.sh. Run (device tool): carry [".whl"], command
 # "bash scripts/gpu_pars_sweep.sh". Environment: OUT, SWEEP_TIMEOUT (seconds per seed),
 # SWEEP_SEEDS, SWEEP_SET (settings of every run added to the sizes, e.g. item_fusion_weight=0),
-# SWEEP_ONLY (variant names to run, e.g. "default H0"), SWEEP_FLAGS (extra pars_sweep.py flags).
+# SWEEP_ONLY (variant names to run, e.g. "default H0"), SWEEP_FLAGS (extra pars-sweep flags).
 set -uo pipefail
 source "$(dirname "$0")/device_env.sh"
 
@@ -32,11 +33,11 @@ for v in "${VARIANTS[@]}"; do
     fi
 done
 for seed in ${SWEEP_SEEDS:-2020 2021 2022}; do
-    OMP_NUM_THREADS=4 timeout "${SWEEP_TIMEOUT:-420}" "$PY" scripts/pars_sweep.py --seed "$seed" --pars_epochs 3 \
+    OMP_NUM_THREADS=4 timeout "${SWEEP_TIMEOUT:-420}" "$PY" reg4rec.py pars-sweep --seed "$seed" --pars_epochs 3 \
         --output "/tmp/pars_sweep/seed$seed" --set $SIZES checkpoint_dir="/tmp/pars_sweep/seed$seed/saved" \
         "${VARIANT_FLAGS[@]}" ${SWEEP_FLAGS:-} > "$OUT/sweep_seed$seed.log" 2>&1 &
     sleep 2  # RecBole names checkpoints by the second: separate folders, staggered starts
 done
 wait
 for f in /tmp/pars_sweep/seed*/pars_sweep.csv; do cp "$f" "$OUT/$(basename "$(dirname "$f")").csv"; done
-"$PY" scripts/pars_sweep_report.py /tmp/pars_sweep/seed*/pars_sweep.csv --output "$OUT/summary.md"
+"$PY" reg4rec.py pars-sweep-report /tmp/pars_sweep/seed*/pars_sweep.csv --output "$OUT/summary.md"

@@ -8,7 +8,8 @@ import os
 import pytest
 
 import recbole_reg4rec  # noqa: F401  (compat layer + registry, as users get it)
-from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
+from synthetic import write_synthetic_dataset
+from tiny_config import tiny_config
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -31,23 +32,15 @@ def toy_data(workdir):
 @pytest.fixture
 def fast_sasrec_config(toy_data):
     """``config_dict`` for a seconds-long SASRec run on ``toy``."""
-    return {
-        "data_path": str(toy_data),
-        "load_col": SYNTHETIC_LOAD_COL,
-        "epochs": 2,
-        "train_batch_size": 256,
-        "eval_batch_size": 256,
-        "MAX_ITEM_LIST_LENGTH": 10,
-        "hidden_size": 16,
-        "inner_size": 32,
-        "n_layers": 1,
-        "n_heads": 1,
-        "train_neg_sample_args": None,
-        "use_gpu": False,  # tests pin the CPU, subprocesses too (GPU paths: scripts/gpu_check.sh)
-        "show_progress": False,
-        "seed": 2020,
-        "reproducibility": True,
-        "metrics": ["Recall", "NDCG", "MRR", "Hit"],
-        "topk": [5, 10],
-        "valid_metric": "NDCG@10",
-    }
+    return tiny_config(
+        toy_data,
+        epochs=2,
+        train_batch_size=256,
+        eval_batch_size=256,
+        n_heads=1,
+        train_neg_sample_args=None,
+        use_gpu=False,  # tests pin the CPU, subprocesses too (GPU paths: scripts/gpu_check.sh)
+        metrics=["Recall", "NDCG", "MRR", "Hit"],
+        topk=[5, 10],
+        valid_metric="NDCG@10",
+    )

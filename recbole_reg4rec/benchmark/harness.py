@@ -60,6 +60,7 @@ class BenchmarkRequest:
     ours: frozenset = frozenset()  # model names registered by recbole_reg4rec
     keep_checkpoints: bool = False
     report_only: bool = False  # write the reports from finished cells, run nothing
+    verbose: bool = False  # cells print RecBole's log to the console too (always in logs/<cell>.log)
     command: str = ""
 
 
@@ -117,6 +118,7 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "config_file_list": [str(base_file)] + [str(p) for p in req.config_files],
                 "config_dict": {**top, "checkpoint_dir": str(req.output / "saved")},
                 "log_file": str(req.output / "logs" / f"{cid}.log"),
+                "console_log": req.verbose,
                 "keep_checkpoint": req.keep_checkpoints,
                 "eval_steps": list(spec.eval_steps),
             }

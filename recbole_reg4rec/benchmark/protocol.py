@@ -20,7 +20,8 @@ Models are named in a ``--models`` list, separated by commas. An entry is::
     label=Model[...]            # the same, reported under a short label
 
 for instance ``REG4Rec[item_fusion_weight=0]`` (paper-faithful token scoring) beside
-``REG4Rec`` (fused). Values are read as yaml (``0`` is an int, ``true`` a bool, ``[5,10]`` a list).
+``REG4Rec`` (fused). Values are typed as RecBole types command-line values
+(:func:`recbole_reg4rec.run.parse_value`: ``0`` is an int, ``True`` a bool, ``[5,10]`` a list).
 
 Configuration priority for one cell, lowest first: the model's own defaults < :data:`PROTOCOL`
 < profile ``shared`` < profile ``models.<Model>`` < ``--config_files`` < ``--key=value`` flags
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
+
+from ..run import parse_overrides, parse_value  # noqa: F401  (--key=value, RecBole's grammar)
 
 PROFILES_DIR: Path = Path(__file__).resolve().parent / "profiles"
 
@@ -146,14 +149,6 @@ def split_top_level(text: str, sep: str = ",") -> List[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def parse_value(text: str) -> Any:
-    """Read a command-line value as yaml (``0`` -> int, ``[5,10]`` -> list), else keep the string."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def _parse_variant(opts: str, entry: str) -> Dict[str, Any]:
     settings: Dict[str, Any] = {}
     for item in split_top_level(opts):
@@ -244,19 +239,6 @@ def seeds_for(n: int) -> List[int]:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise BenchmarkError(f"--seeds must be a positive integer, got {n!r}.")
     return [FIRST_SEED + i for i in range(n)]
-
-
-def parse_overrides(extra: Sequence[str]) -> Dict[str, Any]:
-    """``["--epochs=5", "--gpu_id=1"]`` -> ``{"epochs": 5, "gpu_id": 1}`` (values read as yaml)."""
-    overrides: Dict[str, Any] = {}
-    for arg in extra:
-        if not arg.startswith("--") or "=" not in arg:
-            raise BenchmarkError(f"Unrecognised argument {arg!r}: config overrides are written --key=value.")
-        key, value = arg[2:].split("=", 1)
-        if not key:
-            raise BenchmarkError(f"Unrecognised argument {arg!r}.")
-        overrides[key] = parse_value(value)
-    return overrides
 
 
 def cell_settings(

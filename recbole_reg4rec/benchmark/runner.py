@@ -11,7 +11,8 @@ after the test evaluation finished, so a cell killed mid-way leaves no result an
 
 The request holds ``model``, ``dataset``, ``config_file_list`` and ``config_dict`` exactly as
 given to RecBole's ``Config``, plus the bookkeeping fields copied into the result (``label``,
-``seed``, ``cell_id``, ``spec_hash``...). Measured, in the result:
+``seed``, ``cell_id``, ``spec_hash``...), the cell's ``log_file`` and whether RecBole's log also
+goes to the console (``console_log``). Measured, in the result:
 
 * ``valid`` / ``test``: best validation metrics, test metrics of the best (early-stopped) model;
 * ``epochs_trained``, ``best_epoch``;
@@ -163,45 +164,23 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
     import recbole_reg4rec  # noqa: F401  (compatibility layer + our models)
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
-    from ..quick_start import reset_logger
+    from ..run import make_config, prepare_run, seed_everything, start_logging
 
     started_at = _now()
     cell_start = time.perf_counter()
-    sys.argv = sys.argv[:1]  # RecBole's Config parses --key=value from the command line
-    config = Config(
-        model=request["model"],
-        dataset=request["dataset"],
-        config_file_list=request.get("config_file_list") or None,
-        config_dict=request.get("config_dict") or None,
-    )
-    init_seed(config["seed"], config["reproducibility"])
-    reset_logger()
-    init_logger(config)
-    logger = logging.getLogger()
-    log_file = request.get("log_file")
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        logger.addHandler(handler)
+    config = make_config(request["model"], request["dataset"], request.get("config_file_list"),
+                         request.get("config_dict"))
+    seed_everything(config)
+    logger = start_logging(config, log_file=request.get("log_file"), console=request.get("console_log", True))
     logger.info(f"benchmark cell {request.get('label')} seed {config['seed']}")
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    init_start = time.perf_counter()  # includes e.g. REG4Rec's semantic-ID tokenizer build
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model_init_s = time.perf_counter() - init_start
-    logger.info(model)
+    run = prepare_run(config)
+    model, trainer = run.model, run.trainer
+    train_data, valid_data, test_data = run.train_data, run.valid_data, run.test_data
+    model_init_s = run.model_init_s
     check_reasoning_steps(model, request.get("eval_steps") or [])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     meter = _EpochMeter(trainer)
     on_cuda = torch.cuda.is_available() and str(config["device"]).startswith("cuda")
     if on_cuda:

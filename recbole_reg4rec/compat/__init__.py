@@ -1,48 +1,68 @@
-"""Compatibility layer that lets RecBole 1.2.1 run on today's Python stack.
+"""Patches for defects of RecBole 1.2.1 on today's stack (numpy 2, pandas 3, torch >= 2.6).
 
-Applied once by ``import recbole_reg4rec``. Scope, deliberately narrow:
+Every patch is one row of :data:`PATCHES` (target in RecBole, defect, our fix), the one list of
+them; the table is appended to this docstring below. They are applied once by
+``import recbole_reg4rec``, through one helper, :func:`apply`, which installs the rows in order. That order is also the nesting where two fixes wrap the
+same method: ``Trainer.fit`` / ``Trainer.evaluate`` are wrapped by :mod:`.checkpoints` first
+(inside), then by :mod:`.distributed` (outside), whatever the import order of the modules.
+Only RecBole defects live here; version differences of Ray are in
+:mod:`recbole_reg4rec.tuning.ray_compat` (they patch nothing).
 
-* numpy 2: restore the removed aliases RecBole reads (``np.float`` ...), nothing else;
-* pandas 3: RecBole's atomic-file loader and NaN filling, with errors naming file, line and fix
-  (:mod:`.atomic_files`), and counts of what RecBole drops silently (:mod:`.data_checks`);
-* config values of the wrong type are refused before anything loads (:mod:`.config_checks`);
-* RecBole's default negative sampling is dropped for CE-loss sequential models, which RecBole
-  otherwise refuses out of the box (:mod:`.loss_defaults`); both config fixes run through one
-  hook in ``Config`` (:mod:`.config_hooks`);
-* torch >= 2.6: checkpoints that load with ``weights_only=True``, carry RNG states and a
-  per-epoch "last" file for resuming (:mod:`.checkpoints`); RecBole's pickled dataset /
-  dataloader files are refused rather than unpickled (:mod:`.safe_pickles`);
-* DDP on CPU via gloo (:mod:`.distributed`);
-* ray >= 2.7: see :mod:`.ray_tune` (used by our sweep entry point, not patched into RecBole).
-
-No file in site-packages is edited, no process-wide environment variable is set and pandas /
-numpy behaviour is not changed beyond the aliases.
+Both config fixes run through one hook in ``Config`` (:mod:`.config_hooks`). No file in
+site-packages is edited, no process-wide environment variable is set and pandas / numpy
+behaviour is not changed beyond the aliases.
 """
 
 import warnings
+from typing import NamedTuple
 
-from . import atomic_files, checkpoints, config_checks, data_checks, distributed, loss_defaults, safe_pickles
-from .numpy_aliases import compatibility_settings, restore_numpy_aliases
+from . import atomic_files, checkpoints, config_checks, data_checks, distributed, loss_defaults, numpy_aliases, safe_pickles
+
+
+class Patch(NamedTuple):
+    """One row of the table above."""
+
+    target: str
+    defect: str
+    fix: object  # the module whose ``install()`` applies it
+
+
+#: Every patch, in the order :func:`apply` installs them.
+PATCHES = (
+    Patch("np.float ... (read by Config.compatibility_settings)", "removed in numpy >= 1.24 / 2", numpy_aliases),
+    Patch("Dataset._load_feat / _fill_nan", "pandas 3: NaN cells stay NaN, agg(len) changed; bad rows crash far "
+          "from the cause", atomic_files),
+    Patch("Dataset._data_filtering", "drops single-interaction users and unknown items silently", data_checks),
+    Patch("Config._set_default_parameters", "values of the wrong type accepted, failing late", config_checks),
+    Patch("Config._set_default_parameters", "CE loss with the default negative sampling refused out of the box",
+          loss_defaults),
+    Patch("Trainer._save_checkpoint / resume_checkpoint / fit / evaluate", "pickled Config (no weights_only load), "
+          "no RNG state, no per-epoch resume point", checkpoints),
+    Patch("recbole.data.utils.pickle", "unpickles any dataset / dataloader file planted under saved/", safe_pickles),
+    Patch("Config._init_device, AbstractTrainer.__init__, Trainer.fit / evaluate, ensure_dir",
+          "DDP assumes CUDA (nccl); ranks race on checkpoint names and folders", distributed),
+)
+
+
+def patch_table() -> str:
+    """:data:`PATCHES` as a markdown table."""
+    rows = [f"| {p.target} | {p.defect} | ``{p.fix.__name__.rsplit('.', 1)[-1]}`` |" for p in PATCHES]
+    return "\n".join(["| target in RecBole | defect | our fix |", "|---|---|---|", *rows])
+
+
+if __doc__:  # absent under python -OO
+    __doc__ += "\n" + patch_table() + "\n"
 
 _APPLIED = False
 
 
 def apply() -> None:
-    """Install every fix (idempotent)."""
+    """Install every patch of :data:`PATCHES`, in order (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
-    restore_numpy_aliases()
-    from recbole.config import Config
-
-    Config.compatibility_settings = compatibility_settings
-    atomic_files.install()
-    data_checks.install()
-    config_checks.install()
-    loss_defaults.install()
-    checkpoints.install()
-    safe_pickles.install()
-    distributed.install()
+    for patch in PATCHES:
+        patch.fix.install()
     _silence_recbole_inplace_deprecations()
     _APPLIED = True
 

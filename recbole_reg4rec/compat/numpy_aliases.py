@@ -30,3 +30,11 @@ def restore_numpy_aliases() -> None:
 def compatibility_settings(config) -> None:
     """Drop-in for ``recbole.config.Config.compatibility_settings`` (which fails on numpy 2)."""
     restore_numpy_aliases()
+
+
+def install() -> None:
+    """Restore the aliases now and route ``Config.compatibility_settings`` here (idempotent)."""
+    restore_numpy_aliases()
+    from recbole.config import Config
+
+    Config.compatibility_settings = compatibility_settings

@@ -1,4 +1,4 @@
-"""Ablations of REG4Rec (DESIGN.md §2 "Ablations"): the same model with one component removed.
+"""Ablations of REG4Rec (docs/design.md §2 "Ablations and baseline"): the same model with one component removed.
 
 Each is a registered RecBole model with its own property file (``properties/model/<name>.yaml``)
 holding the settings that define it; the code is REG4Rec's. The defining settings are

@@ -1,7 +1,7 @@
 r"""REG4Rec: reasoning-enhanced generative sequential recommender (first stage).
 
 Reference: Xing et al., "REG4Rec: Reasoning-Enhanced Generative Model for Large-Scale
-Recommendation Systems", arXiv 2508.15308. The formulation (our reading) is in DESIGN.md §2.
+Recommendation Systems", arXiv 2508.15308. The formulation (our reading) is in docs/design.md §2.
 
 Every item is written as M semantic tokens (one per codebook, :class:`SemanticIDs`). The model
 

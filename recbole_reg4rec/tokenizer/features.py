@@ -1,4 +1,4 @@
-"""Item feature vectors v_i that the tokenizers quantize (DESIGN.md §2, "Item features").
+"""Item feature vectors v_i that the tokenizers quantize (docs/design.md §2, "Item features").
 
 Sources (``mpq_feature_source``):
 

@@ -1,4 +1,4 @@
-"""MPQ: MoE-based parallel quantization (REG4Rec, DESIGN.md §2 "MPQ").
+"""MPQ: MoE-based parallel quantization (REG4Rec, docs/design.md §2 "MPQ").
 
 M expert encoders map an item's feature vector v to M latents e^r; each latent is quantized
 against its own codebook of D codewords, giving M tokens with no order among them. A softmax

@@ -19,10 +19,9 @@ import contextlib
 import math
 import os
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from .params import ParamsFileError, ParamSpec, check_keys, parse_params_file, search_space
 from .trainable import COMPLETED_KEY, SCORE_KEY, TrialSetup, recbole_trainable
@@ -41,18 +40,21 @@ class SweepError(ValueError):
 
 @dataclass
 class SweepSettings:
-    """What ``run_hyper.py`` accepts (see its ``--help``)."""
+    """What ``run_hyper.py`` accepts (see its ``--help`` for each flag)."""
 
+    # what to tune, and where the results go
     model: str
     dataset: str
     params_file: str
     output: str
     config_files: List[str] = field(default_factory=list)
     overrides: Dict[str, Any] = field(default_factory=dict)
+    # how trials are sampled and stopped
     num_samples: int = 1
     scheduler: str = "asha"
     grace_period: int = 1
     reduction_factor: int = 2
+    # resources: per trial, and the Ray cluster (local when address is None)
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
     address: Optional[str] = None
@@ -82,14 +84,12 @@ class SweepResult:
 
 
 @contextlib.contextmanager
-def _isolated_config_environment():
-    """RecBole's Config reads ``sys.argv`` and writes CUDA_VISIBLE_DEVICES; keep both intact."""
-    argv, cuda = sys.argv, os.environ.get("CUDA_VISIBLE_DEVICES")
-    sys.argv = sys.argv[:1]
+def _cuda_visible_devices_kept():
+    """RecBole's Config writes CUDA_VISIBLE_DEVICES; the sweep's own process keeps its value."""
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         yield
     finally:
-        sys.argv = argv
         if cuda is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
@@ -97,11 +97,11 @@ def _isolated_config_environment():
 
 
 def _build_config(model, dataset, config_files, config_dict):
-    from recbole.config import Config
+    from ..run import make_config
 
-    with _isolated_config_environment():
+    with _cuda_visible_devices_kept():
         try:
-            return Config(model=model, dataset=dataset, config_file_list=config_files or None, config_dict=config_dict)
+            return make_config(model, dataset, config_files, config_dict)
         except (ValueError, KeyError, TypeError, OSError, ImportError) as err:
             raise SweepError(f"cannot build a RecBole config for {model} on {dataset}: {err}") from None
         except Exception as err:  # e.g. a yaml syntax error in a config file
@@ -265,7 +265,7 @@ def run_sweep(settings: SweepSettings, prepared: Optional[PreparedSweep] = None)
 def _fit(prepared: PreparedSweep, output: Path):
     from ray import tune
 
-    from ..compat.ray_tune import failure_config, run_config
+    from .ray_compat import failure_config, run_config
 
     settings = prepared.settings
     trainable = tune.with_parameters(recbole_trainable, setup=prepared.setup)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import recbole_reg4rec  # noqa: F401  (compat layer + model registration in Ray workers)
-from recbole_reg4rec.compat.ray_tune import report, trial_dir
-from recbole_reg4rec.quick_start import reset_logger
+from recbole_reg4rec.run import make_config, prepare_run, seed_everything, start_logging
+from recbole_reg4rec.tuning.ray_compat import report, trial_dir
 
 #: metric key Ray Tune selects on
 SCORE_KEY = "valid_score"
@@ -72,34 +71,19 @@ def build_trial_config(setup: TrialSetup, params: Dict[str, Any], workdir: str) 
 def recbole_trainable(params: Dict[str, Any], setup: TrialSetup) -> None:
     """Ray Tune function trainable (bind ``setup`` with ``tune.with_parameters``)."""
     import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
-    sys.argv = sys.argv[:1]  # RecBole's Config would read the Ray worker's flags as config keys
     torch.set_num_threads(max(1, int(setup.cpus)))
     workdir = trial_dir()
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard: keep them with the trial
-    reset_logger()
-    config = Config(
-        model=setup.model,
-        dataset=setup.dataset,
-        config_file_list=setup.config_files or None,
-        config_dict=build_trial_config(setup, params, workdir),
-    )
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    root = logging.getLogger()
-    for handler in root.handlers[:]:  # the log file in the trial folder is enough
-        if type(handler) is logging.StreamHandler:
-            root.removeHandler(handler)
-
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    # make_config ignores sys.argv: the Ray worker's own flags are not config overrides
+    config = make_config(setup.model, setup.dataset, setup.config_files,
+                         build_trial_config(setup, params, workdir))
+    seed_everything(config)
+    start_logging(config, console=False)  # the log file in the trial folder is enough
+    run = prepare_run(config)
+    trainer = run.trainer
+    train_data, valid_data, test_data = run.train_data, run.valid_data, run.test_data
 
     last = {"valid_result": None, "epoch": 0}
     valid_epoch = trainer._valid_epoch

@@ -1,0 +1,57 @@
+"""A DDP worker for tests: the package's run recipe (:mod:`recbole_reg4rec.run`), plus what a test needs to see —
+every rank's final weights (are the ranks still training one model?) and the stage reached.
+
+Spawned by ``torch.multiprocessing``; children get the parent's ``sys.path``, so this module
+(under ``tests/``) is importable there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+import recbole_reg4rec  # noqa: F401  (compat layer: gloo on CPU, model registry)
+
+
+def free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def ddp_worker(rank, model_name, dataset_name, config_dict, queue):
+    from recbole_reg4rec.run import make_config, prepare_run
+
+    config = make_config(model_name, dataset_name, None, dict(config_dict, local_rank=rank))
+    run = prepare_run(config)
+    trainer, train_data, valid_data, test_data = run.trainer, run.train_data, run.valid_data, run.test_data
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+
+    flat = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    if rank == 0:
+        queue.put(
+            {
+                "backend": dist.get_backend(),
+                "device": str(config["device"]),
+                "max_weight_gap": max(float((g - gathered[0]).abs().max()) for g in gathered),
+                "stage": getattr(trainer, "stage", None),
+                "test_result": dict(test_result),
+                "saved_model_file": trainer.saved_model_file,
+            }
+        )
+    dist.destroy_process_group()
+
+
+def run_ddp(model_name, dataset_name, config_dict, nproc=2):
+    """Run :func:`ddp_worker` on ``nproc`` gloo ranks; return rank 0's report."""
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict, world_size=nproc, nproc=nproc, ip="127.0.0.1", port=free_port(), offset=0)
+    mp.spawn(ddp_worker, args=(model_name, dataset_name, config_dict, queue), nprocs=nproc, join=True)
+    return queue.get()
