@@ -71,9 +71,14 @@ def help_text(entry: tuple) -> str:
 
 
 def entry_and_args(argv: List[str]):
+    """Split a command into what answers ``--help`` and its arguments: ``('-m', module)``, a
+    script, or a script and its subcommand (a first argument that the script's help lists)."""
     if argv[0] == "-m":
         return ("-m", argv[1]), argv[2:]
-    return (argv[0],), argv[1:]
+    entry, args = (argv[0],), argv[1:]
+    if args and not args[0].startswith("-") and re.search(rf"\b{re.escape(args[0])}\b", help_text(entry)):
+        return (*entry, args[0]), args[1:]
+    return entry, args
 
 
 COMMANDS = python_commands(README)
