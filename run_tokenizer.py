@@ -5,6 +5,7 @@ Examples::
     python run_tokenizer.py --dataset=ml-100k
     python run_tokenizer.py --dataset=ml-100k --tokenizer=rq --n_codebooks=3 --codebook_size=256
     python run_tokenizer.py --dataset=ml-100k --mpq_orth_weight=0 --tokenizer_cache_dir=""
+    python run_tokenizer.py --clean --max_age_days=30 --max_size_mb=500   # tidy the token cache
 
 The dataset is split as the chosen sequential ``--model`` would split it (default SASRec, with
 our properties), and only the training split feeds collaborative features. When the dataset
@@ -53,6 +54,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name")
     parser.add_argument("--model", "-m", default="SASRec", help="sequential model whose split to use")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files")
+    parser.add_argument("--clean", action="store_true", help="tidy tokenizer_cache_dir instead of tokenizing: "
+                        "delete entries beyond --max_age_days / --max_size_mb (all without a limit) and "
+                        "temporaries of killed writers")
+    parser.add_argument("--max_age_days", type=float, default=None, help="with --clean: unused for longer")
+    parser.add_argument("--max_size_mb", type=float, default=None, help="with --clean: keep at most this much")
     args, _ = parser.parse_known_args(argv)
 
     import recbole_reg4rec  # noqa: F401  (compatibility layer + registry)
@@ -69,6 +75,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = Config(model=args.model, dataset=args.dataset, config_file_list=files,
                         config_dict={"train_neg_sample_args": None})
+        if args.clean:
+            from recbole_reg4rec.tokenizer.cache import clean_cache
+
+            folder = config["tokenizer_cache_dir"]
+            print(f"{folder}: {clean_cache(folder, args.max_age_days, args.max_size_mb).summary()}" if folder
+                  else "no token cache to clean: tokenizer_cache_dir is empty")
+            return 0
         _complete_load_col(config)
         init_seed(config["seed"], config["reproducibility"])
         init_logger(config)
