@@ -4,16 +4,17 @@ RecBole names a run's checkpoint ``<Model>-<time to the second>.pth`` and its lo
 time and a hash of the config, so runs started in the same second used to overwrite each other's
 best model and then test another run's weights. This check starts ``--runs`` processes at one
 wall-clock instant, all in one working directory and one ``checkpoint_dir`` (seeds ``--seed``,
-``--seed + 1``, ...), and then runs each seed alone in a folder of its own (its uninterrupted,
-unshared reference). It reports, per run,
-its checkpoint and whether its final test result and best weights equal its lone run's.
+``--seed + 1``, ...), and then runs each seed alone in a folder of its own (its unshared
+reference). It reports, per run, its checkpoint and whether its final test result and best
+weights equal its lone run's, and counts the checkpoints, log files and tensorboard folders.
 
     python scripts/concurrent_runs_check.py --runs 8 --output /tmp/concurrent
 
 ``--same_stamp`` (the default) pins RecBole's time stamp to one value in every process, so the
 names would collide even when the processes reach their trainers in different seconds: the
 worst case, not a lucky timing. Exit status 0 when every run kept its own files and results.
-Synthetic data as in the tests (``tests/synthetic.py``); SASRec or REG4Rec at tiny sizes.
+Synthetic data and tiny sizes as in the crash-safety tests (``tests/hardening_helpers.py``);
+SASRec (default) or REG4Rec (``--model REG4Rec``, both stages).
 """
 
 from __future__ import annotations
@@ -29,54 +30,25 @@ from pathlib import Path
 from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # synthetic.py
+sys.path.insert(0, str(REPO / "tests"))  # hardening_helpers.py, synthetic.py
 
 #: RecBole's time stamp in every run when ``--same_stamp`` is on
 PINNED_STAMP = "Jan-01-2026_00-00-00"
 
-TINY = {
-    "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "genre", "price", "emb"]},
-    "use_gpu": False,
-    "epochs": 2,
-    "train_batch_size": 64,
-    "eval_batch_size": 100000,
-    "MAX_ITEM_LIST_LENGTH": 8,
-    "hidden_size": 16,
-    "inner_size": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "train_neg_sample_args": None,
-    "show_progress": False,
-    "reproducibility": True,
-    "metrics": ["Recall", "NDCG"],
-    "topk": [5],
-    "valid_metric": "NDCG@5",
-    "state": "WARNING",
-}
-
-#: REG4Rec on top of TINY: both stages in seconds
-TINY_REG4REC = {
-    "epochs": 2, "crss_warmup_epochs": 1, "n_codebooks": 3, "codebook_size": 4, "mpq_feature_source": "side_info",
-    "feature_dim": 8, "mpq_expert_hidden": 16, "mpq_latent_dim": 8, "mpq_epochs": 3, "pars_epochs": 1,
-    "pars_group_size": 4, "msra_horizon": 2, "beam_size": 10,
-}
-
 
 def run_config(root: Path, model: str, seed: int) -> Dict:
-    """Config of one tiny run whose data, token cache and checkpoints live under ``root``."""
-    from synthetic import write_synthetic_dataset
+    """The crash-safety tests' seconds-long config (``tests/hardening_helpers.py``) under ``root``."""
+    from hardening_helpers import tiny_config
 
-    data = root / "data"
-    if not (data / "tiny" / "tiny.inter").exists():
-        write_synthetic_dataset(data, "tiny", n_users=30, n_items=24, n_clusters=3)
-    config = dict(TINY, seed=seed, data_path=str(data), checkpoint_dir=str(root / "saved"))
-    if model != "SASRec":
-        config.update(TINY_REG4REC, tokenizer_cache_dir=str(root / "tokens"))
+    config = tiny_config(root, seed=seed)
+    if model == "SASRec":
+        config["train_neg_sample_args"] = None  # (SASRec ignores the REG4Rec settings)
     return config
 
 
-def worker(root: Path, model: str, seed: int, start_at: float, same_stamp: bool) -> Dict:
-    """One run in ``root`` (its working directory), started at ``start_at``; returns what it kept."""
+def worker(root: Path, model: str, config_file: Path, same_stamp: bool) -> Dict:
+    """One run in ``root`` (its working directory). Once imported, it prints ``ready`` and starts
+    at the time the launcher then sends on stdin. Returns what it kept."""
     import torch
 
     torch.set_num_threads(1)  # the same float arithmetic as its lone run
@@ -87,7 +59,9 @@ def worker(root: Path, model: str, seed: int, start_at: float, same_stamp: bool)
     if same_stamp:
         recbole_trainer.get_local_time = lambda: PINNED_STAMP
     os.chdir(root)
-    config = run_config(root, model, seed)
+    config = json.loads(config_file.read_text())
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
     time.sleep(max(0.0, start_at - time.time()))
     started = time.time()
     captured = {}
@@ -101,7 +75,7 @@ def worker(root: Path, model: str, seed: int, start_at: float, same_stamp: bool)
     result = run_recbole(model=model, dataset="tiny", config_dict=config)
     trainer = captured["trainer"]
     return {
-        "seed": seed,
+        "seed": config["seed"],
         "started": started,
         "run_id": trainer.run_id,
         "checkpoint": os.path.abspath(trainer.saved_model_file),
@@ -109,23 +83,35 @@ def worker(root: Path, model: str, seed: int, start_at: float, same_stamp: bool)
     }
 
 
-def _launch(jobs: List[tuple], model: str, same_stamp: bool, together: bool) -> List[Dict]:
-    """Run ``(root, seed)`` jobs as parallel processes; ``together``: all start at one instant."""
-    start_at = time.time() + (20.0 + 5.0 * len(jobs) if together else 0.0)  # time to import torch and RecBole
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--worker", "--root", str(root), "--model", model, "--seed", str(seed),
-             "--start_at", repr(start_at)] + (["--same_stamp"] if same_stamp else ["--no_same_stamp"]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        for root, seed in jobs
-    ]
+def _launch(jobs: List[tuple], model: str, same_stamp: bool) -> List[Dict]:
+    """Run ``(root, seed)`` jobs as parallel processes that all start at one instant."""
+    procs, stderr_files = [], []
+    for root, seed in jobs:
+        config_file = root / f"config-seed{seed}.json"  # data written here, once, before any run starts
+        config_file.write_text(json.dumps(run_config(root, model, seed)))
+        stderr_files.append(open(root / f"stderr-seed{seed}.txt", "w"))
+        procs.append(subprocess.Popen(
+            [sys.executable, __file__, "--worker", "--root", str(root), "--model", model, "--config", str(config_file)]
+            + (["--same_stamp"] if same_stamp else ["--no_same_stamp"]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_files[-1],
+            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        ))
+    for (_, seed), proc in zip(jobs, procs):  # every process has imported torch and RecBole
+        line = proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"run with seed {seed} did not start ({line!r}); see its stderr-seed{seed}.txt")
+    start_at = time.time() + 0.5
     reports = []
+    for proc in procs:
+        proc.stdin.write(f"{start_at!r}\n")
+        proc.stdin.flush()
     for (_, seed), proc in zip(jobs, procs):
-        out, err = proc.communicate(timeout=1800)
+        out, _ = proc.communicate(timeout=1800)
         if proc.returncode != 0:
-            raise RuntimeError(f"run with seed {seed} failed:\n{err[-3000:]}")
+            raise RuntimeError(f"run with seed {seed} failed; see its stderr-seed{seed}.txt")
         reports.append(json.loads(out.strip().splitlines()[-1]))
+    for f in stderr_files:
+        f.close()
     return reports
 
 
@@ -138,12 +124,11 @@ def check(output: Path, runs: int = 8, model: str = "SASRec", seed: int = 2020, 
     seeds = [seed + i for i in range(runs)]
     shared = output / "shared"
     shared.mkdir(parents=True, exist_ok=True)
-    run_config(shared, model, seed)  # data written once, before the runs start
-    together = _launch([(shared, s) for s in seeds], model, same_stamp, together=True)
+    together = _launch([(shared, s) for s in seeds], model, same_stamp)
     folders = [output / f"alone-seed{s}" for s in seeds]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    alone = {r["seed"]: r for r in _launch(list(zip(folders, seeds)), model, same_stamp, together=False)}
+    alone = {r["seed"]: r for r in _launch(list(zip(folders, seeds)), model, same_stamp)}
 
     rows, ok = [], True
     for report in together:
@@ -188,11 +173,11 @@ def main(argv=None) -> int:
                         help="use the real clock (runs may then land in different seconds)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--start_at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config keys
-        print(json.dumps(worker(args.root, args.model, args.seed, args.start_at, args.same_stamp)))
+        print(json.dumps(worker(args.root, args.model, args.config, args.same_stamp)))
         return 0
     summary = check(args.output.resolve(), args.runs, args.model, args.seed, args.same_stamp)
     print(f"{summary['runs']} {summary['model']} runs started within {summary['start_spread_s']:.3f} s in one folder"

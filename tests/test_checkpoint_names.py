@@ -4,7 +4,6 @@ before anything is written."""
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
 from pathlib import Path
@@ -53,7 +52,8 @@ def _trainers(monkeypatch):
 def test_three_runs_started_in_one_second_keep_their_own_checkpoints(tmp_path):
     """Three processes started at one instant into one folder (the time stamp pinned): three best
     models, log files and tensorboard folders, each run's test equal to its run alone."""
-    spec = importlib.util.spec_from_file_location("concurrent_runs_check", REPO / "scripts" / "concurrent_runs_check.py")
+    script = REPO / "scripts" / "concurrent_runs_check.py"
+    spec = importlib.util.spec_from_file_location("concurrent_runs_check", script)
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
     summary = check.check(tmp_path, runs=3)
@@ -61,7 +61,8 @@ def test_three_runs_started_in_one_second_keep_their_own_checkpoints(tmp_path):
     assert summary["start_spread_s"] < 1.0
     assert summary["distinct_checkpoints"] == summary["checkpoint_files_in_folder"] == 3
     names = [os.path.basename(r["checkpoint"]) for r in summary["rows"]]
-    assert all(n.startswith(f"SASRec-{STAMP}-") and n.endswith(f"-{r['run_id']}.pth") for n, r in zip(names, summary["rows"]))
+    for name, row in zip(names, summary["rows"]):
+        assert name == f"SASRec-{check.PINNED_STAMP}-{row['run_id']}.pth"
     assert len({str(r["test_result"]) for r in summary["rows"]}) == 3  # three different seeds, three results
     for row in summary["rows"]:
         assert row["same_test_as_alone"] and row["same_weights_as_alone"] and row["file_is_its_own"]

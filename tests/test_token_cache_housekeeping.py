@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from hardening_helpers import tiny_config
 from recbole_reg4rec.tokenizer.cache import SemanticIDCache, clean_cache
