@@ -157,7 +157,7 @@ class SemanticIDCache:
 
 @dataclass
 class CleanReport:
-    """What :func:`clean_cache` did: paths removed and kept, bytes freed."""
+    """What :func:`clean_cache` did: files removed, entries kept, bytes of the removed entries."""
 
     removed: List[Path] = field(default_factory=list)
     kept: List[Path] = field(default_factory=list)
@@ -172,7 +172,6 @@ def clean_cache(
     folder: str | os.PathLike,
     max_age_days: Optional[float] = None,
     max_size_mb: Optional[float] = None,
-    now: Optional[float] = None,
 ) -> CleanReport:
     """Delete abandoned temporaries and cache entries beyond the limits (see the module docstring).
 
@@ -181,7 +180,6 @@ def clean_cache(
         max_age_days: delete entries unused for longer than this.
         max_size_mb: then delete the least recently used entries until the rest fit in this size.
             Without either limit every entry is deleted.
-        now: the current time (seconds since the epoch), for tests.
 
     Only files named like entries or our temporaries are considered: other files in ``folder``
     and temporaries of live writers stay.
@@ -206,7 +204,7 @@ def clean_cache(
                 stat = path.stat()
                 entries.append((stat.st_mtime, stat.st_size, path))
     entries.sort(key=lambda e: e[0], reverse=True)  # most recently used first
-    now = time.time() if now is None else now
+    now = time.time()
     budget = None if max_size_mb is None else max_size_mb * 2**20
     used = 0
     for used_at, size, path in entries:

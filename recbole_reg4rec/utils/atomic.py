@@ -76,7 +76,7 @@ def _link_new(tmp: str, path: Path) -> None:
         os.link(tmp, path)  # atomic test-and-create, whoever created path meanwhile
     except FileExistsError:
         raise
-    except OSError:  # a file system without hard links: a (tiny) race window remains
+    except OSError:  # a file system without hard links: a (tiny) race window remains here
         if path.exists():
             raise FileExistsError(f"{path} exists") from None
         os.replace(tmp, path)
@@ -111,7 +111,7 @@ def _process_started_at(pid: int) -> Optional[float]:
         return None
 
 
-def is_abandoned(tmp_path: str | os.PathLike, now: Optional[float] = None) -> bool:
+def is_abandoned(tmp_path: str | os.PathLike) -> bool:
     """Whether the :func:`atomic_open` temporary ``tmp_path`` belongs to a writer that is gone.
 
     On this machine: its writer's pid is not running, or runs a process started after the file
@@ -128,7 +128,7 @@ def is_abandoned(tmp_path: str | os.PathLike, now: Optional[float] = None) -> bo
     except FileNotFoundError:
         return False  # finished (renamed) or already removed: nothing to do
     if host != _host():
-        return (time.time() if now is None else now) - modified > FOREIGN_TEMPORARY_TIMEOUT_S
+        return time.time() - modified > FOREIGN_TEMPORARY_TIMEOUT_S
     started = _process_started_at(pid)
     # 1 s slack: process start times are rounded, file times are not
     return started is None or started > modified + 1.0
