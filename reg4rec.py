@@ -77,6 +77,7 @@ Run a semantic-ID tokenizer alone on any RecBole dataset and print its diagnosti
     python reg4rec.py tokenize --dataset=ml-100k
     python reg4rec.py tokenize --dataset=ml-100k --tokenizer=rq --n_codebooks=3 --codebook_size=256
     python reg4rec.py tokenize --dataset=ml-100k --mpq_orth_weight=0 --tokenizer_cache_dir=""
+    python reg4rec.py tokenize --clean --max_age_days=30 --max_size_mb=500   # tidy the token cache
 
 The dataset is split as the chosen sequential --model would split it (default SASRec, with our
 properties), and only the training split feeds collaborative features. When the dataset has a
@@ -187,6 +188,11 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name")
     p.add_argument("--model", "-m", default="SASRec", help="sequential model whose split to use")
     p.add_argument("--config_files", default=None, help="space-separated yaml files")
+    p.add_argument("--clean", action="store_true", help="tidy tokenizer_cache_dir instead of tokenizing: "
+                   "delete entries beyond --max_age_days / --max_size_mb (all without a limit) and "
+                   "temporaries of killed writers")
+    p.add_argument("--max_age_days", type=float, default=None, help="with --clean: unused for longer")
+    p.add_argument("--max_size_mb", type=float, default=None, help="with --clean: keep at most this much")
 
 
 def _add_explain(sub) -> None:

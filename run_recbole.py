@@ -3,7 +3,7 @@
     python run_recbole.py --model=REG4Rec --dataset=ml-100k
     python run_recbole.py --model=SASRec --config_files="a.yaml b.yaml" --epochs=5
     python run_recbole.py --model=REG4Rec --nproc=2            # RecBole's DDP (gloo on CPU)
-    python run_recbole.py --model=REG4Rec --resume=saved/REG4Rec-<time>.pth   # continue a killed run
+    python run_recbole.py --model=REG4Rec --resume=saved/REG4Rec-<time>-<run id>.pth   # continue a killed run
 
 Flags are RecBole's own run_recbole.py flags; any other ``--key=value`` overrides that config
 key (values typed as RecBole types them: 5, 1e-3, [5,10], True). Our models' default properties
@@ -26,8 +26,8 @@ def parse_args(argv=None):
     parser.add_argument("--group_offset", type=int, default=0, help="global rank offset of this group")
     parser.add_argument(
         "--resume", type=str, default=None,
-        help="checkpoint of a killed run to continue (saved/<Model>-<time>.pth or saved/last/...; the newer is "
-             "used); give the same model, dataset, config files and flags as the original run",
+        help="checkpoint of a killed run to continue (saved/<Model>-<time>-<run id>.pth, saved/last/... or the run "
+             "id; the newer is used); give the same model, dataset, config files and flags as the original run",
     )
     args, overrides = parser.parse_known_args(argv)
     args.overrides = overrides  # --key=value config overrides: RecBole's Config reads them from sys.argv

@@ -3,9 +3,9 @@
 ``run`` / ``run_recbole`` / ``run_recboles`` mirror ``recbole.quick_start``; the differences are
 that spawned DDP workers import this package first (so they know our models too), that config
 values are type-checked before anything is loaded (:mod:`.compat.config_checks`) and that a
-killed run can be resumed: ``run_recbole(..., resume="saved/<Model>-<time>.pth")`` (or the config
-key ``resume_checkpoint``) restores the run's newest checkpoint before ``fit`` and finishes with
-the same results as an uninterrupted run. Use :func:`load_data_and_model` to reload a
+killed run can be resumed: ``run_recbole(..., resume="saved/<Model>-<time>-<run id>.pth")`` (or
+the run id alone, or the config key ``resume_checkpoint``) restores the run's newest checkpoint
+before ``fit`` and finishes with the same results as an uninterrupted run. Use :func:`load_data_and_model` to reload a
 checkpoint: it never unpickles code.
 """
 
@@ -19,7 +19,7 @@ from recbole.config import Config
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, set_color
 
-from .compat.checkpoints import config_from_checkpoint, load_checkpoint
+from .compat.checkpoints import config_from_checkpoint, load_checkpoint, resume_file_for
 from .compat.distributed import without_ddp_runtime
 from .run import build_model, load_data, prepare_run, reset_logger, seed_everything, start_logging
 
@@ -36,12 +36,15 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
 
     Args:
         resume: checkpoint of an interrupted run of the same model, dataset and config (its best
-            ``saved/<Model>-<time>.pth`` or its ``saved/last/<Model>-<time>.pth``; the newer one is
-            used). Training continues where it stopped, with the RNG states it recorded; the
-            config key ``resume_checkpoint`` does the same.
+            ``saved/<Model>-<time>-<run id>.pth`` or its ``saved/last/...``, the newer one is used; or
+            its run id). Training continues where it stopped, with the RNG states it recorded; the
+            config key ``resume_checkpoint`` does the same. Another model's or dataset's
+            checkpoint is refused before anything is written.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     resume = resume or config["resume_checkpoint"]
+    if resume:  # checked before the run writes anything (log, checkpoint)
+        resume = resume_file_for(resume, config)
     seed_everything(config)
     logger = start_logging(config)
     logger.info(sys.argv)
@@ -113,6 +116,8 @@ def run(
     preflight = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     if torch.device(preflight["device"]).type == "cuda":
         check_enough_gpus(preflight["gpu_id"], nproc)
+    if resume or preflight["resume_checkpoint"]:
+        resume_file_for(resume or preflight["resume_checkpoint"], preflight)
     if world_size == -1:
         world_size = nproc
     queue = mp.get_context("spawn").SimpleQueue()

@@ -123,3 +123,17 @@ def main(point: str, config_file: str) -> None:
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     main(sys.argv[1], sys.argv[2])
+
+
+def assert_same_as_reference(result, best_file, reference):
+    """A resumed run ended exactly as the uninterrupted ``reference`` run: metrics, best epoch, weights."""
+    import torch
+
+    from recbole_reg4rec.compat.checkpoints import load_checkpoint
+
+    assert result["test_result"] == reference["result"]["test_result"]
+    assert result["best_valid_result"] == reference["result"]["best_valid_result"]
+    best = load_checkpoint(best_file)
+    assert best["epoch"] == reference["best"]["epoch"]
+    for name, tensor in reference["best"]["state_dict"].items():
+        assert torch.equal(best["state_dict"][name], tensor), name

@@ -50,6 +50,7 @@ VOLATILE_KEYS = frozenset(
         "seed", "checkpoint_dir", "show_progress", "state", "log_wandb", "wandb_project", "gpu_id",
         "worker", "device", "local_rank", "nproc", "world_size", "offset", "ip", "port",
         "dataset_save_path", "dataloaders_save_path", "save_dataset", "save_dataloaders", "data_path",
+        "run_id",
     }
 )
 

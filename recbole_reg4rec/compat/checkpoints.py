@@ -18,15 +18,30 @@ validation score improves, used for the final evaluation) the trainer writes a *
 checkpoint at the start of every epoch to ``<checkpoint_dir>/last/<same name>``: a killed run
 loses at most one epoch. ``Trainer.resume_checkpoint(best or last file)`` prefers the newer last
 checkpoint; the last file is removed once the best model is loaded for the final evaluation.
+A DDP checkpoint holds every rank's RNG states (``rng_per_rank``), so each rank of a resumed
+multi-process run continues its own random sequence.
+
+Runs sharing a folder. RecBole names checkpoints ``<Model>-<time to the second>.pth``, so two
+runs started in the same second would overwrite each other's files. Every ``Config`` gets a run
+id (config key ``run_id``: 8 random hex digits unless set), which the trainer appends:
+``<checkpoint_dir>/<Model>-<time>-<run id>.pth`` (and ``last/<same name>``), logged when the
+trainer starts. A name already on disk is never chosen, and a run never replaces a checkpoint it
+did not write itself (or resume from): its first write creates the file exclusively. The run id
+also enters RecBole's log-file name (a hash of the config), so log and tensorboard folders of
+such runs differ too. ``--resume`` takes a checkpoint file or a run id.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import glob
 import os
 import pickle
 import random
+import re
+import secrets
 import sys
 from typing import Any, Mapping, Optional
 
@@ -44,6 +59,14 @@ class UnsafeCheckpointError(RuntimeError):
 
 class CorruptCheckpointError(RuntimeError):
     """The checkpoint file is missing, truncated or not a torch checkpoint."""
+
+
+class CheckpointMismatchError(ValueError):
+    """``--resume`` names a checkpoint of another model or dataset."""
+
+
+class CheckpointCollisionError(RuntimeError):
+    """Another run's checkpoint sits where this run would write its own."""
 
 
 def to_plain(value: Any) -> Any:
@@ -68,6 +91,127 @@ def to_plain(value: Any) -> Any:
 #: Settings of *how* a run was started, not of the model: never stored, so a rebuilt config
 #: does not resume (or launch DDP) again.
 _NOT_STORED = ("resume_checkpoint", "resume")
+
+
+# --- run ids and checkpoint names ------------------------------------------------------------
+
+#: config key naming one run; checkpoint names end with it
+RUN_ID_KEY = "run_id"
+_VALID_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def new_run_id() -> str:
+    """8 hex digits from the operating system's entropy. Never from the seeded generators:
+    drawing from them would change what the run computes."""
+    return secrets.token_hex(4)
+
+
+def assign_run_id(config) -> None:
+    """Config hook: give the config a run id unless the user set ``run_id`` (which is checked)."""
+    final = config.final_config_dict
+    run_id = final.get(RUN_ID_KEY)
+    if run_id is None or str(run_id) == "":
+        final[RUN_ID_KEY] = new_run_id()
+    elif not _VALID_RUN_ID.match(str(run_id)):
+        raise ValueError(
+            f"run_id = {run_id!r} cannot be part of a file name: use up to 40 letters, digits, '-' or '_', "
+            f"or leave run_id unset for a random one."
+        )
+    else:
+        final[RUN_ID_KEY] = str(run_id)
+
+
+def _claim_checkpoint_name(self) -> None:
+    """Append the run id to RecBole's ``<Model>-<time>.pth``; never pick a name already on disk."""
+    base_id = str(self.config[RUN_ID_KEY] or new_run_id())
+    stem, ext = os.path.splitext(self.saved_model_file)
+    run_id = base_id
+    path = f"{stem}-{run_id}{ext}"
+    while os.path.exists(path) or os.path.exists(last_checkpoint_path(path)):
+        run_id = f"{base_id}-{secrets.token_hex(2)}"  # that name is another run's (e.g. a reused run_id)
+        path = f"{stem}-{run_id}{ext}"
+    self.run_id = run_id
+    self.saved_model_file = path
+    self._reg4rec_own_files = set()
+    self.logger.info(
+        f"Run {run_id}: best model {path}, resume point {last_checkpoint_path(path)} "
+        f"(continue a killed run with --resume={path})"
+    )
+
+
+def _wrap_trainer_init(original):
+    @functools.wraps(original)
+    def __init__(self, config, model):
+        original(self, config, model)
+        _claim_checkpoint_name(self)
+
+    __init__.__reg4rec_checkpoint_names__ = True
+    return __init__
+
+
+def _write_own_checkpoint(self, state: dict, path: str) -> None:
+    """Write ``state`` to ``path``, a file this run created or resumed from; create it otherwise."""
+    own = self.__dict__.setdefault("_reg4rec_own_files", set())
+    key = os.path.abspath(path)
+    if key in own:
+        save_checkpoint(state, path)
+        return
+    try:
+        save_checkpoint(state, path, exclusive=True)
+    except FileExistsError:
+        raise CheckpointCollisionError(
+            f"{path} belongs to another run and was left untouched; run {getattr(self, 'run_id', '?')} stops "
+            f"here. Give concurrent runs distinct run_id values (or leave run_id unset) or their own checkpoint_dir."
+        ) from None
+    own.add(key)
+
+
+def find_checkpoint(resume: str, checkpoint_dir: str) -> str:
+    """The checkpoint file ``--resume`` names: a path, or the run id at the end of a file name
+    under ``checkpoint_dir`` (its best file, or its last one when no best file was written)."""
+    resume = str(resume)
+    if os.path.isfile(resume) or os.sep in resume or resume.endswith(".pth"):
+        return resume
+    best = glob.glob(os.path.join(glob.escape(checkpoint_dir), f"*-{glob.escape(resume)}.pth"))
+    last = glob.glob(os.path.join(glob.escape(checkpoint_dir), "last", f"*-{glob.escape(resume)}.pth"))
+    found = sorted(set(best) | {b for b in map(best_checkpoint_path, last) if os.path.exists(b)}) or sorted(last)
+    if len(found) != 1:
+        what = "no checkpoint" if not found else f"{len(found)} checkpoints ({', '.join(found)})"
+        raise FileNotFoundError(
+            f"--resume={resume}: {what} of run {resume!r} in {checkpoint_dir}, and no such file. "
+            f"Give the checkpoint file itself (its name is logged when a run starts)."
+        )
+    return found[0]
+
+
+def check_resumable(checkpoint: Mapping, path: str, model, dataset) -> None:
+    """Refuse, in one line, to continue ``model`` on ``dataset`` from another run's checkpoint."""
+    stored = checkpoint.get("config")
+    if not isinstance(stored, Mapping) or "model" not in stored or "dataset" not in stored:
+        raise CorruptCheckpointError(
+            f"{path!r} records no model and dataset: it was not written by a recbole_reg4rec trainer and "
+            f"cannot be resumed. Resume from the checkpoint a run logged when it started."
+        )
+    model = model if isinstance(model, str) else model.__name__
+    if str(stored["model"]).lower() != model.lower() or str(stored["dataset"]) != str(dataset):
+        raise CheckpointMismatchError(
+            f"--resume={path} continues model {stored['model']} on dataset {stored['dataset']}, but this run "
+            f"trains {model} on {dataset}; nothing was trained or written. Resume with "
+            f"--model={stored['model']} --dataset={stored['dataset']}, or give this model's own checkpoint."
+        )
+
+
+def resume_file_for(resume: str, config) -> str:
+    """Checked ``--resume`` target of a run with ``config``, before that run loads or writes anything.
+
+    Raises:
+        FileNotFoundError, CorruptCheckpointError, UnsafeCheckpointError, CheckpointMismatchError:
+            each with a one-line message saying what to change.
+    """
+    path = find_checkpoint(resume, config["checkpoint_dir"])
+    newest = newest_checkpoint(path)
+    check_resumable(load_checkpoint(newest, map_location="cpu"), newest, config["model"], config["dataset"])
+    return path
 
 
 def config_to_plain(config) -> dict:
@@ -101,6 +245,9 @@ def rng_state(train_data=None) -> dict:
     generator = getattr(train_data, "generator", None)
     if isinstance(generator, torch.Generator):
         state["dataloader"] = generator.get_state()
+    sampler = getattr(train_data, "sampler", None)  # DDP: the order of an epoch depends on its epoch number
+    if isinstance(sampler, torch.utils.data.distributed.DistributedSampler):
+        state["sampler_epoch"] = int(sampler.epoch)
     return state
 
 
@@ -121,6 +268,39 @@ def restore_rng_state(state: Mapping, train_data=None) -> None:
     generator = getattr(train_data, "generator", None)
     if "dataloader" in state and isinstance(generator, torch.Generator):
         generator.set_state(state["dataloader"].cpu())
+    sampler = getattr(train_data, "sampler", None)
+    if "sampler_epoch" in state and isinstance(sampler, torch.utils.data.distributed.DistributedSampler):
+        sampler.set_epoch(int(state["sampler_epoch"]))
+
+
+def _rng_states_of_every_rank(self) -> list:
+    """``[rng_state of rank 0, of rank 1, ...]`` (one entry without DDP). A collective under DDP:
+    every rank calls it at the same point, where it saves a checkpoint."""
+    own = rng_state(getattr(self, "_reg4rec_train_data", None))
+    if self.config["single_spec"]:
+        return [own]
+    import torch.distributed as dist
+
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, own)
+    return states
+
+
+def _rng_state_to_restore(self, checkpoint: Mapping, resume_file: str) -> Optional[dict]:
+    """This rank's RNG states from ``checkpoint`` (rank 0's for a single process)."""
+    per_rank = checkpoint.get("rng_per_rank")
+    if self.config["single_spec"] or not per_rank:
+        return checkpoint.get("rng")
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if len(per_rank) != world:
+        self.logger.warning(
+            f"{resume_file} holds the RNG states of {len(per_rank)} processes, this run has {world}: "
+            "training continues, but not exactly as the interrupted run would have."
+        )
+        return per_rank[rank] if rank < len(per_rank) else checkpoint.get("rng")
+    return per_rank[rank]
 
 
 #: Plain counters some models keep outside their ``state_dict`` that change what training does
@@ -173,9 +353,13 @@ def config_from_checkpoint(checkpoint: Mapping, overrides: Optional[dict] = None
         return Config(model=stored["model"], dataset=stored["dataset"], config_dict=config_dict)
 
 
-def save_checkpoint(state: dict, path: str) -> None:
-    """Write ``state`` to ``path`` atomically: readers see the old file or the new one, never half."""
-    with atomic_open(path, "wb") as f:
+def save_checkpoint(state: dict, path: str, exclusive: bool = False) -> None:
+    """Write ``state`` to ``path`` atomically: readers see the old file or the new one, never half.
+
+    Args:
+        exclusive: only create ``path``; ``FileExistsError`` (file untouched) if it exists.
+    """
+    with atomic_open(path, "wb", exclusive=exclusive) as f:
         torch.save(state, f)
 
 
@@ -220,10 +404,12 @@ def _first_line(err: BaseException) -> str:
 # --- RecBole Trainer integration -------------------------------------------------------------
 
 
-def _training_state(self, epoch) -> dict:
-    """Everything needed to continue training after ``epoch`` (see the module docstring)."""
+def _training_state(self, epoch, rng_states: list) -> dict:
+    """Everything needed to continue training after ``epoch`` (see the module docstring);
+    ``rng_states``: :func:`_rng_states_of_every_rank`."""
     state = {
         "format": CHECKPOINT_FORMAT,
+        "run_id": getattr(self, "run_id", None),
         "config": config_to_plain(self.config),
         "epoch": int(epoch),
         "cur_step": int(self.cur_step),
@@ -232,9 +418,11 @@ def _training_state(self, epoch) -> dict:
         "state_dict": self.model.state_dict(),
         "other_parameter": self.model.other_parameter(),
         "optimizer": self.optimizer.state_dict(),
-        "rng": rng_state(getattr(self, "_reg4rec_train_data", None)),
+        "rng": rng_states[0],
         "model_counters": _model_counters(self.model),
     }
+    if len(rng_states) > 1:
+        state["rng_per_rank"] = rng_states
     if hasattr(self, "extra_checkpoint_state"):
         state["extra"] = self.extra_checkpoint_state()
     return state
@@ -252,21 +440,23 @@ def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
     """
     from recbole.utils import set_color
 
+    rng_states = _rng_states_of_every_rank(self)  # every rank, before rank 0 alone goes on
     if not _writes_checkpoints(self):
         return
     saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-    state = {**_training_state(self, epoch), "kind": "best"}
-    save_checkpoint(state, saved_model_file)
+    state = {**_training_state(self, epoch, rng_states), "kind": "best"}
+    _write_own_checkpoint(self, state, saved_model_file)
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
 
 def _save_last_checkpoint(self, next_epoch: int) -> None:
     """The state at the start of epoch ``next_epoch``, as if epoch ``next_epoch - 1`` was just saved."""
+    rng_states = _rng_states_of_every_rank(self)
     if not _writes_checkpoints(self):
         return
     path = last_checkpoint_path(self.saved_model_file)
-    save_checkpoint({**_training_state(self, next_epoch - 1), "kind": "last"}, path)
+    _write_own_checkpoint(self, {**_training_state(self, next_epoch - 1, rng_states), "kind": "last"}, path)
 
 
 def newest_checkpoint(resume_file: str) -> str:
@@ -294,19 +484,18 @@ def _trainer_resume_checkpoint(self, resume_file):
 
     resume_file = newest_checkpoint(resume_file)
     checkpoint = load_checkpoint(resume_file, map_location=self.device)
+    check_resumable(checkpoint, resume_file, self.config["model"], self.config["dataset"])
     is_last = checkpoint.get("kind") == "last"
     self.saved_model_file = best_checkpoint_path(resume_file) if is_last else resume_file
+    # this run continues the interrupted one: its files are ours to replace
+    self.run_id = checkpoint.get("run_id") or getattr(self, "run_id", None)
+    own = self.__dict__.setdefault("_reg4rec_own_files", set())
+    own.update(os.path.abspath(p) for p in (self.saved_model_file, last_checkpoint_path(self.saved_model_file)))
     self.start_epoch = checkpoint["epoch"] + 1
     self.cur_step = checkpoint["cur_step"]
     self.best_valid_score = checkpoint["best_valid_score"]
     if checkpoint.get("best_valid_result") is not None:
         self.best_valid_result = checkpoint["best_valid_result"]
-    stored_model = checkpoint["config"]["model"]
-    if str(stored_model).lower() != str(self.config["model"]).lower():
-        self.logger.warning(
-            f"Checkpoint {resume_file} was trained with model {stored_model}, not {self.config['model']}; "
-            "loading its state_dict may fail."
-        )
     self.model.load_state_dict(checkpoint["state_dict"])
     self.model.load_other_parameter(checkpoint.get("other_parameter"))
     for name, value in (checkpoint.get("model_counters") or {}).items():
@@ -315,7 +504,7 @@ def _trainer_resume_checkpoint(self, resume_file):
     if hasattr(self, "restore_extra_checkpoint_state"):
         self.restore_extra_checkpoint_state(checkpoint.get("extra") or {})
     # applied when the next epoch starts, so nothing drawn before then shifts the sequence
-    self._reg4rec_pending_rng = checkpoint.get("rng")
+    self._reg4rec_pending_rng = _rng_state_to_restore(self, checkpoint, resume_file)
     self.logger.info(
         set_color("Checkpoint loaded", "blue") + f" ({'last' if is_last else 'best'}: {resume_file}). "
         f"Resume training from epoch {self.start_epoch}; best model file: {self.saved_model_file}"
@@ -377,8 +566,14 @@ def _wrap_evaluate(original_evaluate):
 
 
 def install() -> None:
-    """Make RecBole's Trainer write and read safe checkpoints (idempotent)."""
+    """Make RecBole's Trainer write and read safe checkpoints under per-run names (idempotent)."""
     from recbole.trainer import Trainer
+
+    from . import config_hooks
+
+    config_hooks.add(assign_run_id)
+    if not getattr(Trainer.__init__, "__reg4rec_checkpoint_names__", False):
+        Trainer.__init__ = _wrap_trainer_init(Trainer.__init__)
 
     Trainer._save_checkpoint = _trainer_save_checkpoint
     Trainer.resume_checkpoint = _trainer_resume_checkpoint

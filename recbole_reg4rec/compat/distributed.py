@@ -6,8 +6,8 @@ RecBole 1.2.1 assumes GPUs whenever it runs distributed:
   ``backend="nccl"``, and sets ``device = cuda:<local_rank>`` / ``torch.cuda.set_device``;
 * ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which torch refuses for a CPU module;
-* every rank names its checkpoint after its own clock (``<model>-<time>.pth``) but only rank 0
-  writes it, so another rank may load a file that does not exist, or one rank 0 has not
+* every rank names its checkpoint after its own clock and run id (``<model>-<time>-<run id>.pth``)
+  but only rank 0 writes it, so another rank may load a file that does not exist, or one rank 0 has not
   written yet, when it evaluates the best model;
 * ``ensure_dir`` checks then creates a folder, so two ranks creating ``saved/`` or ``log/``
   at once crash with ``FileExistsError``;
@@ -17,8 +17,9 @@ RecBole 1.2.1 assumes GPUs whenever it runs distributed:
 
 :func:`install` keeps RecBole's behaviour on CUDA (nccl, one GPU per rank) and, when CUDA is
 unavailable or ``gpu_id`` is empty, uses the ``gloo`` backend on the CPU instead. All ranks
-use rank 0's checkpoint name, and ``fit`` / ``evaluate`` wait for rank 0's checkpoint before
-any rank reads it. Every optimizer a trainer builds averages the gradients across ranks before
+use rank 0's checkpoint name (rank 0 stores every rank's RNG states in it: a resumed run
+continues each rank's own random sequence), and ``fit`` / ``evaluate`` wait for rank 0's
+checkpoint before any rank reads it. Every optimizer a trainer builds averages the gradients across ranks before
 its step unless RecBole's DDP hook already did in that step, so custom training loops stay in
 sync too. On the CPU each rank uses ``cpu_count // nproc`` torch threads (no oversubscription).
 
@@ -108,7 +109,7 @@ _abstract_trainer_init.__reg4rec_wrapped__ = True
 
 
 def _wrap_trainer_init(original):
-    """Give every rank rank 0's ``saved_model_file`` (the only rank that writes it)."""
+    """Give every rank rank 0's ``saved_model_file`` and run id (rank 0 alone writes the file)."""
 
     @functools.wraps(original)
     def __init__(self, config, model):
@@ -116,9 +117,9 @@ def _wrap_trainer_init(original):
         if not config["single_spec"] and hasattr(self, "saved_model_file"):
             import torch.distributed as dist
 
-            name = [self.saved_model_file]
+            name = [self.saved_model_file, getattr(self, "run_id", None)]
             dist.broadcast_object_list(name, src=0)
-            self.saved_model_file = name[0]
+            self.saved_model_file, self.run_id = name
 
     __init__.__reg4rec_wrapped__ = True
     return __init__

@@ -6,26 +6,47 @@ every tokenizer setting. A file is an ``.npz`` (no pickles: ``allow_pickle=False
 its own fingerprint and a checksum of its content; it is written to a temporary file and moved
 into place with ``os.replace``, so readers never see half a file. A file that fails to load or to
 verify is reported and rebuilt.
+
+Folder layout (``tokenizer_cache_dir``, default ``saved/semantic_ids``), flat:
+
+* ``<dataset>-<tokenizer>-<fingerprint[:16]>.npz``: one entry per distinct build. Its
+  modification time is its last use (a cache hit touches it).
+* ``.<entry name>.<pid>@<host>.<random>.tmp``: an entry being written by process ``pid`` on
+  ``host``, or left behind by a writer that was killed. Every cache lookup deletes the latter
+  (:func:`~recbole_reg4rec.utils.atomic.is_abandoned`: the pid is gone or was reused); a
+  temporary of a live writer is never touched.
+
+Nothing else is created there, and :func:`clean_cache` (``reg4rec.py tokenize --clean``) deletes
+nothing else: old or surplus entries (by age or total size, least recently used first, or all)
+and abandoned temporaries. Deleting an entry is always safe: the next run rebuilds it (a process
+that has the file open keeps reading it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..utils.atomic import atomic_open
+from ..utils.atomic import atomic_open, remove_abandoned_temporaries
 from .features import side_info_fields
 from .semantic_ids import SemanticIDs
 from .settings import TokenizerSettings
 
 CACHE_VERSION = "reg4rec-semantic-ids-v1"
+
+#: an entry's file name: ``<dataset>-<tokenizer>-<16 hex digits of the fingerprint>.npz``
+ENTRY_NAME = re.compile(r"^.+-[A-Za-z0-9_]+-[0-9a-f]{16}\.npz$")
 
 
 def dataset_fingerprint(dataset, settings: TokenizerSettings, source: str) -> str:
@@ -88,7 +109,12 @@ class SemanticIDCache:
         return self.folder / f"{safe}-{tokenizer}-{fingerprint[:16]}.npz"
 
     def load(self, path: Path, fingerprint: str, n_items: int) -> Optional[Tuple[SemanticIDs, dict]]:
-        """Return ``(semantic_ids, report_dict)`` or ``None`` on a miss or a damaged file."""
+        """Return ``(semantic_ids, report_dict)`` or ``None`` on a miss or a damaged file.
+
+        Also deletes the temporaries killed writers left in the folder (see the module docstring).
+        """
+        for tmp in remove_abandoned_temporaries(self.folder):
+            self.logger.info(f"semantic-ID cache: removed {tmp.name}, left by a writer that no longer runs")
         if not path.exists():
             return None
         try:
@@ -103,7 +129,11 @@ class SemanticIDCache:
             if codes.shape[0] != n_items:
                 raise ValueError(f"{codes.shape[0]} rows for {n_items} items")
             sem = SemanticIDs(torch.from_numpy(codes.astype(np.int64)), tuple(int(s) for s in sizes), ordered)
+            with contextlib.suppress(OSError):  # mark it used (a read-only cache still works)
+                os.utime(path)
             return sem, json.loads(report)
+        except FileNotFoundError:  # removed meanwhile (a clean): a miss
+            return None
         except Exception as err:  # any damage (truncation, bad zip, wrong content) means rebuild
             self.logger.warning(f"semantic-ID cache {path} is unreadable or corrupted ({err!r}); rebuilding it.")
             return None
@@ -120,3 +150,69 @@ class SemanticIDCache:
                 fingerprint=np.str_(fingerprint),
                 checksum=np.str_(_checksum(codes, sizes, sem.ordered, report_json, fingerprint)),
             )
+
+
+# --- housekeeping ---------------------------------------------------------------------------
+
+
+@dataclass
+class CleanReport:
+    """What :func:`clean_cache` did: files removed, entries kept, bytes of the removed entries."""
+
+    removed: List[Path] = field(default_factory=list)
+    kept: List[Path] = field(default_factory=list)
+    freed_bytes: int = 0
+
+    def summary(self) -> str:
+        return (f"removed {len(self.removed)} file(s) ({self.freed_bytes / 2**20:.1f} MiB), "
+                f"kept {len(self.kept)} cache entr{'y' if len(self.kept) == 1 else 'ies'}")
+
+
+def clean_cache(
+    folder: str | os.PathLike,
+    max_age_days: Optional[float] = None,
+    max_size_mb: Optional[float] = None,
+) -> CleanReport:
+    """Delete abandoned temporaries and cache entries beyond the limits (see the module docstring).
+
+    Args:
+        folder: the cache folder (``tokenizer_cache_dir``).
+        max_age_days: delete entries unused for longer than this.
+        max_size_mb: then delete the least recently used entries until the rest fit in this size.
+            Without either limit every entry is deleted.
+
+    Only files named like entries or our temporaries are considered: other files in ``folder``
+    and temporaries of live writers stay.
+    """
+    folder = Path(folder)
+    report = CleanReport()
+
+    def remove(path: Path, size: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            report.removed.append(path)
+            report.freed_bytes += size
+
+    if not folder.is_dir():
+        return report
+    for tmp in remove_abandoned_temporaries(folder):
+        report.removed.append(tmp)
+    entries = []
+    for path in folder.iterdir():
+        if path.is_file() and ENTRY_NAME.match(path.name):
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                entries.append((stat.st_mtime, stat.st_size, path))
+    entries.sort(key=lambda e: e[0], reverse=True)  # most recently used first
+    now = time.time()
+    budget = None if max_size_mb is None else max_size_mb * 2**20
+    used = 0
+    for used_at, size, path in entries:
+        too_old = max_age_days is not None and now - used_at > max_age_days * 86400
+        too_big = budget is not None and used + size > budget
+        if too_old or too_big or (max_age_days is None and budget is None):
+            remove(path, size)
+        else:
+            used += size
+            report.kept.append(path)
+    return report

@@ -55,6 +55,13 @@ def tokenize_command(args: Namespace) -> int:
         quiet = {} if args.verbose else {"state": "WARNING"}
         config = make_config(args.model, args.dataset, files,
                              {"train_neg_sample_args": None, **quiet, **overrides})
+        if args.clean:
+            from .cache import clean_cache
+
+            folder = config["tokenizer_cache_dir"]
+            print(f"{folder}: {clean_cache(folder, args.max_age_days, args.max_size_mb).summary()}" if folder
+                  else "no token cache to clean: tokenizer_cache_dir is empty")
+            return 0
         complete_load_col(config)
         seed_everything(config)
         start_logging(config)

@@ -66,3 +66,13 @@ def trial_dir() -> str:
     except Exception:  # pragma: no cover - old ray, or outside a trial
         pass
     return os.getcwd()
+
+
+def trial_id():
+    """Id of the running trial (unique within the sweep), or None outside a trial."""
+    try:
+        from ray import tune
+
+        return tune.get_context().get_trial_id() or None
+    except Exception:  # pragma: no cover - old ray, or outside a trial
+        return None

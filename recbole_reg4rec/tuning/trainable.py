@@ -10,6 +10,11 @@ registers our models) before they unpickle it. Each trial
 * finally evaluates the best checkpoint on the test split and reports the best validation
   result with the test metrics as extra ``test_*`` fields.
 
+Every path a trial writes is its own: it works in its trial folder (``./log``,
+``./log_tensorboard`` and ``checkpoint_dir = <trial folder>/saved``) and runs under its trial id
+as ``run_id``, which names its checkpoints and enters its log file's name, so trials started in
+the same second never share a file even if they shared a folder.
+
 Report keys: ``valid_score`` (the config's ``valid_metric``, used for selection), ``epoch``,
 ``valid_<metric>`` for each validation metric, and in the last report ``test_<metric>`` and
 ``completed = 1``.
@@ -25,7 +30,7 @@ from typing import Any, Dict, List, Optional
 
 import recbole_reg4rec  # noqa: F401  (compat layer + model registration in Ray workers)
 from recbole_reg4rec.run import make_config, prepare_run, seed_everything, start_logging
-from recbole_reg4rec.tuning.ray_compat import report, trial_dir
+from recbole_reg4rec.tuning.ray_compat import report, trial_dir, trial_id
 
 #: metric key Ray Tune selects on
 SCORE_KEY = "valid_score"
@@ -58,12 +63,16 @@ def _prefixed(prefix: str, result: Optional[Dict[str, Any]]) -> Dict[str, float]
     return {f"{prefix}{k}": float(v) for k, v in (result or {}).items()}
 
 
-def build_trial_config(setup: TrialSetup, params: Dict[str, Any], workdir: str) -> Dict[str, Any]:
-    """``config_dict`` of one trial: fixed settings < sampled parameters < per-trial paths."""
+def build_trial_config(
+    setup: TrialSetup, params: Dict[str, Any], workdir: str, run_id: Optional[str] = None
+) -> Dict[str, Any]:
+    """``config_dict`` of one trial: fixed settings < sampled parameters < per-trial paths and run id."""
     config_dict = {"show_progress": False}
     config_dict.update(setup.config_dict)
     config_dict.update(params)
     config_dict["checkpoint_dir"] = os.path.join(workdir, "saved")
+    if run_id:
+        config_dict["run_id"] = run_id
     config_dict.update(_device_settings(setup.use_gpu))
     return config_dict
 
@@ -78,7 +87,7 @@ def recbole_trainable(params: Dict[str, Any], setup: TrialSetup) -> None:
     os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard: keep them with the trial
     # make_config ignores sys.argv: the Ray worker's own flags are not config overrides
     config = make_config(setup.model, setup.dataset, setup.config_files,
-                         build_trial_config(setup, params, workdir))
+                         build_trial_config(setup, params, workdir, trial_id()))
     seed_everything(config)
     start_logging(config, console=False)  # the log file in the trial folder is enough
     run = prepare_run(config)

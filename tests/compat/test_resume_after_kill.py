@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from kill_points import tiny_config
+from kill_points import assert_same_as_reference, tiny_config
 from recbole_reg4rec.compat.checkpoints import last_checkpoint_path, load_checkpoint
 from recbole_reg4rec.quick_start import run_recbole
 
@@ -71,15 +71,6 @@ def _killed_run(workdir: Path, point: str, config: dict) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
 
-def _assert_same_as_reference(result, best_file, reference):
-    assert result["test_result"] == reference["result"]["test_result"]
-    assert result["best_valid_result"] == reference["result"]["best_valid_result"]
-    best = load_checkpoint(best_file)
-    assert best["epoch"] == reference["best"]["epoch"]
-    for name, tensor in reference["best"]["state_dict"].items():
-        assert torch.equal(best["state_dict"][name], tensor), name
-
-
 def _spy_epochs(monkeypatch):
     """Record which stage-1 and stage-2 epochs a run trains."""
     from recbole.trainer import Trainer
@@ -104,7 +95,7 @@ def test_sigkill_in_stage1_resumes_to_identical_results(workdir, reference, monk
     seen = _spy_epochs(monkeypatch)
     result = run_recbole(model="REG4Rec", dataset="tiny", config_dict=config, resume=best_file)
     assert seen == [(1, 1), (1, 2), (2, 3), (2, 4)]  # epoch 0 was not trained again
-    _assert_same_as_reference(result, best_file, reference)
+    assert_same_as_reference(result, best_file, reference)
     assert not os.path.exists(last_checkpoint_path(best_file))
 
 
@@ -130,7 +121,7 @@ def test_sigkill_in_stage2_resumes_through_the_cli(workdir, reference, monkeypat
     spec.loader.exec_module(cli)
     assert cli.main(argv) == 0
     assert seen == [(2, 4)]  # only the epoch that was cut off
-    _assert_same_as_reference(results[0], best_file, reference)
+    assert_same_as_reference(results[0], best_file, reference)
 
 
 def test_sigkill_while_writing_token_cache_then_rerun(workdir, reference):
@@ -142,7 +133,7 @@ def test_sigkill_while_writing_token_cache_then_rerun(workdir, reference):
 
     result = run_recbole(model="REG4Rec", dataset="tiny", config_dict=config)  # rerun the same command
     [best_file] = glob.glob("saved/REG4Rec-*.pth")
-    _assert_same_as_reference(result, best_file, reference)
+    assert_same_as_reference(result, best_file, reference)
     assert len(glob.glob(str(workdir / "tokens" / "*.npz"))) == 1
 
 
