@@ -3,21 +3,38 @@
 A *path* is a set of (codebook, token) pairs. An item is *consistent* with a path when it holds
 every pair of the path; a path is *catalogue-consistent* when at least one item is.
 
-Two forms of the same index are kept:
+Three forms of the same index are kept:
 
 * posting lists (``items_with(r, t)``), the plain inverted index, used by the reference
   checks and by explanations;
-* the dense transposed code table ``codes_t [M, N]``, with which a whole batch of paths is
-  checked with tensor ops: a path's consistent items are a ``[N]`` bool mask narrowed one pair at
-  a time, and the tokens a path may emit next on codebook ``r`` are the scatter of that mask
-  into ``codes_t[r]`` (a column of the inverted index read backwards).
+* token-set groups per codebook subset (:meth:`subset_groups`), with which beam search carries
+  a path's consistent items as one group id: for a subset U of codebooks, the items are sorted
+  by their tokens on U, so the items that share the path's tokens on U are one contiguous
+  segment (a posting-list intersection stored once for the whole catalogue, not per path);
+* the dense transposed code table ``codes_t [M, N]`` and dense posting masks ``has [M, D, N]``,
+  with which a batch of paths is checked with ``[N]`` bool masks narrowed one pair at a time
+  (the plain tensor form, kept as the reference of the grouped form).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 import torch
+
+
+@dataclass
+class SubsetGroups:
+    """Items grouped by their tokens on one subset U of codebooks (real items only).
+
+    Group ``g`` holds the items ``members[starts[g]:starts[g + 1]]`` (ascending ids): the items
+    consistent with any path whose emitted pairs are on exactly the codebooks of U.
+    """
+
+    group_of: torch.Tensor  # [N] long, group of each item (-1 for the padding item)
+    members: torch.Tensor  # [N - 1] long, item ids sorted by group, then by id
+    starts: torch.Tensor  # [G + 1] long, segment offsets of the groups in members
 
 
 class CatalogueIndex:
@@ -32,17 +49,49 @@ class CatalogueIndex:
         self.real_items[0] = False
         # pad item's pad codes may equal max_size: keep them in range, the item is masked anyway
         self.codes_t = self.codes.t().clamp(max=self.max_size - 1).contiguous()  # [M, N]
-        tokens = torch.arange(self.max_size, device=codes.device).view(1, -1, 1)
-        # has[r, t] = bool mask of the items holding token t on codebook r (dense posting lists)
-        self.has = (self.codes_t.unsqueeze(1) == tokens) & self.real_items  # [M, D, N]
-        self.token_exists = self.has.any(dim=-1)  # [M, D] tokens some real item holds
+        offsets = torch.arange(self.n_codebooks, device=codes.device).unsqueeze(1) * self.max_size
+        lengths = torch.bincount((self.codes_t[:, 1:] + offsets).reshape(-1), minlength=self.n_codebooks * self.max_size)
+        self.posting_lengths = lengths.view(self.n_codebooks, self.max_size)  # [M, D] items per (r, t)
+        self.token_exists = self.posting_lengths > 0  # [M, D] tokens some real item holds
+        self._has: torch.Tensor | None = None
+        self._subset_groups: Dict[int, SubsetGroups] = {}
         self._postings: List[Dict[int, torch.Tensor]] | None = None
         self._padded_postings: torch.Tensor | None = None
-        self._posting_lengths: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
         return self.codes.device
+
+    @property
+    def has(self) -> torch.Tensor:
+        """Dense posting lists: ``has[r, t]`` = bool mask of the items holding token ``t`` on
+        codebook ``r``, ``[M, D, N]`` (built on first use: M * D * N bytes)."""
+        if self._has is None:
+            tokens = torch.arange(self.max_size, device=self.device).view(1, -1, 1)
+            self._has = (self.codes_t.unsqueeze(1) == tokens) & self.real_items
+        return self._has
+
+    # ---- token-set groups (sparse form used by beam search) -----------------------------------
+    def subset_groups(self, subset: int) -> SubsetGroups:
+        """The items grouped by their tokens on the codebooks of ``subset`` (a bit mask: bit r =
+        codebook r), built on first use from the subset without its highest codebook and cached:
+        O(N log N) once per subset, shared by every user and path."""
+        if subset not in self._subset_groups:
+            real = torch.arange(1, self.n_items, device=self.device)
+            if subset == 0:
+                group = torch.zeros(self.n_items - 1, dtype=torch.long, device=self.device)
+            else:
+                top = subset.bit_length() - 1
+                parent = self.subset_groups(subset & ~(1 << top)).group_of[real]
+                # group ids stay below N, so parent group * D + token never overflows
+                group = torch.unique(parent * self.max_size + self.codes_t[top, real], return_inverse=True)[1]
+            order = torch.sort(group, stable=True).indices
+            starts = torch.zeros(int(group.max()) + 2, dtype=torch.long, device=self.device)
+            starts[1:] = torch.bincount(group).cumsum(0)
+            group_of = torch.full((self.n_items,), -1, dtype=torch.long, device=self.device)
+            group_of[real] = group
+            self._subset_groups[subset] = SubsetGroups(group_of, real[order], starts)
+        return self._subset_groups[subset]
 
     # ---- plain inverted index -------------------------------------------------------------
     def postings(self) -> List[Dict[int, torch.Tensor]]:
@@ -79,7 +128,7 @@ class CatalogueIndex:
         ``t`` on codebook ``r``, then zeros (item 0 is RecBole's padding item, never real);
         ``P`` = the longest posting list."""
         if self._padded_postings is None:
-            longest = int(self.has.sum(dim=-1).max())
+            longest = int(self.posting_lengths.max())
             # a stable sort of "not held" puts each list's items first, in id order
             first = torch.sort((~self.has).to(torch.uint8), dim=-1, stable=True).indices[..., :longest]
             self._padded_postings = first * self.has.gather(-1, first)  # [M, D, P]
@@ -90,9 +139,7 @@ class CatalogueIndex:
         (0 = empty slot), W = the longest of these R lists rather than of the whole index: one
         huge list elsewhere (e.g. the de-duplication codebook of residual IDs, held by almost
         every item) must not widen every path's candidate list."""
-        if self._posting_lengths is None:
-            self._posting_lengths = self.has.sum(dim=-1)  # [M, D]
-        width = max(int(self._posting_lengths[codebook, token].max()), 1) if codebook.numel() else 1
+        width = max(int(self.posting_lengths[codebook, token].max()), 1) if codebook.numel() else 1
         return self.padded_postings()[codebook, token, :width]
 
     def allowed_tokens(self, items: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
