@@ -80,20 +80,23 @@ class GroupedCandidates:
         zeros = torch.zeros(n_users, 1, dtype=torch.long, device=index.device)
         return cls(index, zeros, zeros.clone(), block_items)
 
-    def _live_rows(self, live: torch.Tensor, subset: int) -> torch.Tensor:
-        return (live & (self.group >= 0) & (self.subset == subset)).reshape(-1).nonzero().squeeze(1)
-
-    def _items(self, groups, rows: torch.Tensor):
-        """Per block of ``rows`` (flat path ids of one subset): (entry's row, item ids)."""
-        g = self.group.reshape(-1)[rows]
+    def _items(self, groups, path: torch.Tensor):
+        """Per block of paths (flat ids, all of one subset): (entry's index into ``path``, item ids)."""
+        g = self.group.reshape(-1)[path]
         lo = groups.starts[g]
         lengths = groups.starts[g + 1] - lo
         for blk in _blocks(lengths, self.block_items):
-            row, offset = _segments(lengths[blk])
-            yield rows[blk][row], groups.members[lo[blk][row] + offset]
+            entry, offset = _segments(lengths[blk])
+            entry = entry + blk.start
+            yield entry, groups.members[lo[entry] + offset]
 
     def expand(self, chosen: torch.Tensor, item_prob: Optional[torch.Tensor], live: torch.Tensor) -> Stats:
         """Consistent-item counts and masses per (path, chosen codebook, token).
+
+        Counts (and the child groups :meth:`select` needs) are read from
+        :meth:`CatalogueIndex.subset_children`, D keys per (path, codebook); only the masses read
+        each path's items: the first step reads the catalogue once per user, later steps the few
+        items of each path (paths of one subset hold disjoint groups).
 
         Args:
             chosen: ``[B, K, b]`` codebooks each path may emit on; item_prob: ``[B, N]`` or None;
@@ -104,31 +107,48 @@ class GroupedCandidates:
         """
         b, k, nb = chosen.shape
         d, index = self.index.max_size, self.index
-        counts = torch.zeros(b * k * nb * d, device=chosen.device)
-        masses = torch.zeros(b * k * nb * d, device=chosen.device, dtype=item_prob.dtype) if item_prob is not None else None
-        children = torch.full((b * k * nb * d,), -1, dtype=torch.long, device=chosen.device)
-        flat_chosen = chosen.reshape(b * k, nb)
-        for subset in self.subset.unique().tolist():
-            rows = self._live_rows(live, subset)
-            if rows.numel() == 0:
+        device = chosen.device
+        counts = torch.zeros(b * k * nb, d, dtype=torch.long, device=device)
+        children = torch.full((b * k * nb, d), -1, dtype=torch.long, device=device)
+        masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device) if item_prob is not None else None
+        path = torch.arange(b * k, device=device).repeat_interleave(nb)  # [R] path of each (path, branch) row
+        codebook = chosen.reshape(-1)
+        subset, group = self.subset.reshape(-1)[path], self.group.reshape(-1)[path]
+        pair = torch.where(live.reshape(-1)[path] & (group >= 0), subset * index.n_codebooks + codebook, -1)
+        tokens = torch.arange(d, device=device)
+        for key in pair.unique().tolist():
+            if key < 0:
                 continue
-            groups = index.subset_groups(subset)
-            # group of every item in each child subset (subset + codebook r), [M, N]
-            next_codebooks = set(flat_chosen[rows].unique().tolist())
-            child_group_of = torch.stack([
-                index.subset_groups(subset | (1 << r)).group_of if r in next_codebooks else groups.group_of
-                for r in range(index.n_codebooks)
-            ])
-            for path, item in self._items(groups, rows):
-                for j in range(nb):
-                    r = flat_chosen[path, j]  # [E]
-                    slot = ((path * nb + j) * d) + index.codes_t[r, item]
-                    counts.index_add_(0, slot, torch.ones_like(slot, dtype=counts.dtype))
-                    if masses is not None:
-                        masses.index_add_(0, slot, item_prob[path // k, item])
-                    children[slot] = child_group_of[r, item]  # equal for every item of a slot
+            s, r = divmod(key, index.n_codebooks)
+            rows = (pair == key).nonzero().squeeze(1)
+            split = index.subset_children(s, r)
+            query = group[rows].unsqueeze(1) * d + tokens  # [R', D]
+            pos = torch.searchsorted(split.keys, query).clamp_max(split.keys.numel() - 1)
+            hit = split.keys[pos] == query
+            counts[rows] = torch.where(hit, split.counts[pos], 0)
+            children[rows] = torch.where(hit, split.groups[pos], -1)
+            if masses is not None:
+                self._add_masses(masses, rows, path[rows], k, s, r, item_prob)
         self._children = children.view(b, k, nb, d)
-        return counts.view(b, k, nb, d), (masses.view(b, k, nb, d) if masses is not None else None)
+        shape = (b, k, nb, d)
+        return counts.view(shape).float(), (masses.view(shape) if masses is not None else None)
+
+    def _add_masses(self, masses, rows, path, k: int, subset: int, codebook: int, item_prob) -> None:
+        """``masses[row, t]`` += item probability of the row's (its path's) items holding token t
+        on ``codebook``; ``rows``, ``path`` ``[R']``, K paths per user."""
+        index = self.index
+        user = path // k
+        codes = index.codes_t[codebook]
+        if subset == 0:  # the empty path: every real item, in id order
+            for blk in _blocks(torch.full_like(rows, index.n_items), self.block_items):
+                masses[rows[blk]] = masses[rows[blk]].scatter_add_(
+                    1, codes[1:].expand(rows[blk].numel(), -1), item_prob[user[blk], 1:]
+                )
+            return
+        flat_prob = item_prob.reshape(-1)
+        for entry, item in self._items(index.subset_groups(subset), path):
+            slot = rows[entry] * index.max_size + codes[item]
+            masses.view(-1).index_add_(0, slot, flat_prob[user[entry] * index.n_items + item])
 
     def select(self, parent: torch.Tensor, branch: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor):
         """The kept paths: ``parent``, ``branch`` (index into the chosen codebooks), ``codebook``,
@@ -146,17 +166,15 @@ class GroupedCandidates:
         out = torch.full((b * n,), NEG_INF, device=score.device)
         flat_score = score.reshape(-1)
         flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1)
-        flat_emitted = emitted.reshape(b * k, -1)
-        for subset in self.subset.unique().tolist():
-            rows = self._live_rows(torch.isfinite(score), subset)
-            if rows.numel() == 0:
-                continue
-            for path, item in self._items(index.subset_groups(subset), rows):
-                vals = flat_score[path]
+        live = (torch.isfinite(score) & (self.group >= 0)).reshape(-1)
+        for subset in self.subset.reshape(-1)[live].unique().tolist():
+            path = (live & (self.subset.reshape(-1) == subset)).nonzero().squeeze(1)
+            for entry, item in self._items(index.subset_groups(subset), path):
+                vals = flat_score[path[entry]]
                 for r in range(index.n_codebooks):
                     if not subset >> r & 1:  # every path of this subset emitted the same codebooks
-                        vals = vals + flat_lp[path, r, index.codes_t[r, item]]
-                _log_add_into(out, (path // k) * n + item, vals)
+                        vals = vals + flat_lp[path[entry], r, index.codes_t[r, item]]
+                _log_add_into(out, (path[entry] // k) * n + item, vals)
         return out.view(b, n)
 
 

@@ -66,6 +66,40 @@ class BeamConfig:
     block_items: int = 1 << 20  # most (path, item) pairs one tensor op of the grouped bookkeeping holds
 
 
+# Memory of one user's search, for choosing users per chunk from a budget (measured on CPU with
+# the default sizes, rounded up): float tensors of N items per user that live at once (item
+# prior, its probabilities, the beam scores, the fallback, the ranking) and the beam state.
+BYTES_PER_USER_ITEM = 64
+BYTES_PER_USER_PATH_TOKEN = 160  # per path x codebook x token: log-probs, candidates, counts, groups
+BLOCK_SHARE = 4  # a quarter of the budget goes to the blocks of (path, item) pairs
+BYTES_PER_BLOCK_ITEM = 64
+
+
+def user_bytes(n_items: int, n_codebooks: int, max_size: int, cfg: BeamConfig) -> int:
+    """Estimated peak bytes of one user's search and ranking (linear in ``n_items``)."""
+    paths = cfg.beam_size * max(1, cfg.pool_factor)
+    return BYTES_PER_USER_ITEM * n_items + BYTES_PER_USER_PATH_TOKEN * paths * n_codebooks * max_size
+
+
+def plan_chunks(budget_mb: float, n_items: int, n_codebooks: int, max_size: int, cfg: BeamConfig) -> Tuple[int, int]:
+    """Users per chunk and ``block_items`` so that one chunk's search fits ``budget_mb``.
+
+    A quarter of the budget bounds the (path, item) blocks (at least one catalogue's worth), the
+    rest holds the users. Raises ``ValueError`` when not even one user fits.
+    """
+    budget = int(budget_mb * 2 ** 20)
+    block_items = max(n_items, budget // BLOCK_SHARE // BYTES_PER_BLOCK_ITEM)
+    per_user = user_bytes(n_items, n_codebooks, max_size, cfg)
+    users = (budget - block_items * BYTES_PER_BLOCK_ITEM) // per_user
+    if users < 1:
+        need = (per_user + n_items * BYTES_PER_BLOCK_ITEM) * BLOCK_SHARE / (BLOCK_SHARE - 1) / 2 ** 20
+        raise ValueError(
+            f"beam_memory_mb={budget_mb} is too small to search one user over {n_items} items with "
+            f"beam_size={cfg.beam_size}: set beam_memory_mb to at least {math.ceil(need)}."
+        )
+    return int(users), int(block_items)
+
+
 @dataclass
 class BeamResult:
     """Output of :func:`corp_beam_search` for B users, K final paths, L steps, N items."""

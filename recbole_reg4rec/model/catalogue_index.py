@@ -37,6 +37,18 @@ class SubsetGroups:
     starts: torch.Tensor  # [G + 1] long, segment offsets of the groups in members
 
 
+@dataclass
+class SubsetChildren:
+    """How the groups of a subset S split when codebook r is added (U = S + r).
+
+    Every (group g of S, token t on r) that some item holds is one key ``g * D + t``.
+    """
+
+    keys: torch.Tensor  # [C] long, sorted keys g * D + t
+    counts: torch.Tensor  # [C] long, items holding the key's tokens
+    groups: torch.Tensor  # [C] long, the key's group in U
+
+
 class CatalogueIndex:
     """Index over ``codes [N, M]`` (row 0 = RecBole's padding item, never a result)."""
 
@@ -55,6 +67,7 @@ class CatalogueIndex:
         self.token_exists = self.posting_lengths > 0  # [M, D] tokens some real item holds
         self._has: torch.Tensor | None = None
         self._subset_groups: Dict[int, SubsetGroups] = {}
+        self._subset_children: Dict[tuple, SubsetChildren] = {}
         self._postings: List[Dict[int, torch.Tensor]] | None = None
         self._padded_postings: torch.Tensor | None = None
 
@@ -92,6 +105,18 @@ class CatalogueIndex:
             group_of[real] = group
             self._subset_groups[subset] = SubsetGroups(group_of, real[order], starts)
         return self._subset_groups[subset]
+
+    def subset_children(self, subset: int, codebook: int) -> SubsetChildren:
+        """The split of ``subset``'s groups by the token on ``codebook`` (cached, O(N log N) once):
+        a path's next-token counts and child groups are then a lookup of D keys, with no item read."""
+        if (subset, codebook) not in self._subset_children:
+            real = torch.arange(1, self.n_items, device=self.device)
+            key = self.subset_groups(subset).group_of[real] * self.max_size + self.codes_t[codebook, real]
+            keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+            child = self.subset_groups(subset | (1 << codebook)).group_of[real]
+            groups = torch.empty_like(keys).scatter_(0, inverse, child)  # equal within a key
+            self._subset_children[(subset, codebook)] = SubsetChildren(keys, counts, groups)
+        return self._subset_children[(subset, codebook)]
 
     # ---- plain inverted index -------------------------------------------------------------
     def postings(self) -> List[Dict[int, torch.Tensor]]:
