@@ -13,7 +13,9 @@ are moved onto latents of random items (dead-code restart).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -202,7 +204,9 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
     the set; each other item (in item order) swaps one token for the cheapest alternative
     ``(codebook r, codeword j)``, cost ``||e^r - z_{r,j}||^2 - ||e^r - z_{r,c^r}||^2``, that gives a
     set no item holds yet. Unordered tokens have no spare de-duplication slot, so this is how MPQ
-    keeps items apart; it touches only colliding items, and changes one token of each.
+    keeps items apart; it touches only colliding items. One token gives ``M * (D - 1)``
+    alternatives; an item of a larger group that finds them all taken changes two tokens, then
+    three ... (:func:`_multi_token_alternatives`, cheapest first), so groups of any size split.
 
     Args:
         latents: ``[N, M, H]``; codebooks: ``[M, D, H]``; codes: ``[N, M]``.
@@ -225,14 +229,21 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
     extra = dict(zip(colliding.tolist(), (dist - own).flatten(1)))  # item -> [M * D] extra cost
     quant_error = dict(zip(colliding.tolist(), own.squeeze(2).sum(1).tolist()))
     n_moved = 0
-    d = codebooks.size(1)
-    for g in torch.nonzero(counts > 1).flatten().tolist():
-        members = torch.nonzero(group == g).flatten().tolist()
+    m, d = codebooks.size(0), codebooks.size(1)
+    # members of every colliding group in item order, from one sort instead of a scan per group
+    order = torch.argsort(group[colliding], stable=True)
+    sorted_items = colliding[order].tolist()
+    sizes = torch.unique_consecutive(group[colliding][order], return_counts=True)[1].tolist()
+    start = 0
+    for size in sizes:
+        members = sorted_items[start:start + size]
+        start += size
         keeper = min(members, key=lambda i: quant_error[i])
         for i in members:
             if i == keeper:
                 continue
             row = codes[i].tolist()
+            moved = False
             for flat in torch.argsort(extra[i], stable=True).tolist():
                 r, j = divmod(flat, d)
                 if j == row[r]:
@@ -242,9 +253,48 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
                     taken.add(candidate)
                     codes[i, r] = j
                     n_moved += 1
+                    moved = True
                     break
+            for changed in range(2, m + 1):  # every one-token alternative is taken
+                if moved:
+                    break
+                for candidate in _multi_token_alternatives(extra[i].view(m, d), row, changed):
+                    if candidate not in taken:
+                        taken.add(candidate)
+                        codes[i] = torch.tensor(candidate, dtype=codes.dtype)
+                        n_moved += 1
+                        moved = True
+                        break
     return codes, n_moved
 
+
+def _multi_token_alternatives(extra: torch.Tensor, row: List[int], changed: int, budget: int = 50_000):
+    """Token sets that change exactly ``changed`` tokens of ``row``, cheapest first.
+
+    Args:
+        extra: ``[M, D]`` extra distortion of each (codebook, codeword) for this item.
+        row: the item's tokens; changed: how many of them to change.
+        budget: about how many candidates to rank; each codebook contributes its cheapest
+            ``T`` alternatives with ``C(M, changed) * T ** changed <= budget``.
+    """
+    m, d = extra.shape
+    combos = list(itertools.combinations(range(m), changed))
+    per = max(1, min(d - 1, int((budget / len(combos)) ** (1.0 / changed))))
+    cost = extra.scatter(1, torch.tensor(row).unsqueeze(1), float("inf"))  # the own token is no alternative
+    top_cost, top_tok = cost.topk(per, dim=1, largest=False)  # [M, T]
+    mesh = torch.cartesian_prod(*[torch.arange(per)] * changed).view(-1, changed)  # [T^k, k]
+    costs, rows = [], []
+    for combo in combos:
+        costs.append(sum(top_cost[r, mesh[:, s]] for s, r in enumerate(combo)))
+        block = torch.tensor(row).repeat(mesh.size(0), 1)
+        for s, r in enumerate(combo):
+            block[:, r] = top_tok[r, mesh[:, s]]
+        rows.append(block)
+    costs, rows = torch.cat(costs), torch.cat(rows)  # [C], [C, M]
+    order = torch.argsort(costs, stable=True)
+    order = order[torch.isfinite(costs[order])]
+    for start in range(0, order.numel(), 256):  # materialise cheapest first, a slice at a time
+        yield from map(tuple, rows[order[start:start + 256]].tolist())
 
 
 def _standardize(v: torch.Tensor) -> torch.Tensor:
