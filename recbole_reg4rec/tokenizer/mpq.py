@@ -161,7 +161,10 @@ def train_mpq(
             _kmeans_init(model, v, seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.mpq_lr)
         history: List[Dict[str, float]] = []
-        epochs = tqdm(range(settings.mpq_epochs), desc="MPQ", disable=not show_progress, leave=False)
+        n_epochs = capped_epochs(settings, n)
+        if n_epochs < settings.mpq_epochs:
+            logger.info(f"MPQ: {n_epochs} of mpq_epochs={settings.mpq_epochs} epochs fit mpq_max_steps={settings.mpq_max_steps}")
+        epochs = tqdm(range(n_epochs), desc="MPQ", disable=not show_progress, leave=False)
         for epoch in epochs:
             usage = torch.zeros(m, d)
             sums: Dict[str, float] = {}
@@ -194,6 +197,15 @@ def train_mpq(
             q = (gate.unsqueeze(-1) * model.lookup(result.codes)).sum(1)
             result.recon_error = float((model.decoder(q) - v).pow(2).sum() / v.pow(2).sum())
     return result
+
+
+def capped_epochs(settings: TokenizerSettings, n_items: int) -> int:
+    """``mpq_epochs``, cut so that the optimizer steps stay within ``mpq_max_steps`` (at least one
+    epoch): training time is bounded on large catalogues, unchanged on small ones."""
+    if settings.mpq_max_steps <= 0 or settings.mpq_epochs == 0:
+        return settings.mpq_epochs
+    per_epoch = math.ceil(n_items / settings.mpq_batch_size)
+    return max(1, min(settings.mpq_epochs, settings.mpq_max_steps // per_epoch))
 
 
 @torch.no_grad()
@@ -304,8 +316,13 @@ def _standardize(v: torch.Tensor) -> torch.Tensor:
     return v / scale if scale > 0 else v
 
 
+KMEANS_MAX_ITEMS = 20_000  # k-means initialisation reads at most this many items (bounded time)
+
+
 @torch.no_grad()
 def _kmeans_init(model: MPQ, v: torch.Tensor, seed: int) -> None:
+    if v.size(0) > KMEANS_MAX_ITEMS:  # a fixed random sample: enough points for D centroids
+        v = v[torch.randperm(v.size(0), generator=torch.Generator().manual_seed(seed))[:KMEANS_MAX_ITEMS]]
     latents = model.encode(v)  # [N, M, H]
     for r in range(latents.size(1)):
         km = KMeans(n_clusters=model.codebooks.size(1), n_init=1, random_state=seed + r)
