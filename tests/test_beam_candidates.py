@@ -112,3 +112,26 @@ def test_subset_groups_are_posting_list_intersections():
             tokens = index.codes[int(members[0]), codebooks].tolist()
             assert members.tolist() == index.consistent_items_reference(codebooks, tokens).tolist()
             assert (groups.group_of[members] == g).all()
+
+
+def test_child_lookups_by_search_and_by_table_agree():
+    """Counts and child groups per (parent group, token): binary search over the sorted keys and
+    the direct tables (used for the first steps) equal a count over the catalogue."""
+    index = random_catalogue(7, 80, (3, 4, 2, 3))
+    d = index.max_size
+    for subset in range(15):
+        groups = index.subset_groups(subset)
+        n_groups = groups.starts.numel() - 1
+        parents = torch.arange(n_groups)
+        for r in [r for r in range(4) if not subset >> r & 1]:
+            searched = index.split_keys(subset, r)
+            keys = groups.group_of[1:] * d + index.codes_t[r, 1:]
+            expect = torch.bincount(keys, minlength=n_groups * d).view(n_groups, d)
+            child_of_item = index.subset_groups(subset | 1 << r).group_of
+            for form in (searched, searched.dense(n_groups, d), index.subset_children(subset, r)):
+                counts, child = form.lookup(parents, d)
+                assert torch.equal(counts, expect)
+                assert torch.equal(child >= 0, expect > 0)
+                # the child group is the group of the items holding (parent group, token)
+                items = torch.arange(1, index.n_items)
+                assert torch.equal(child.view(-1)[keys], child_of_item[items])

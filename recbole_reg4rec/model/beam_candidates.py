@@ -115,18 +115,12 @@ class GroupedCandidates:
         codebook = chosen.reshape(-1)
         subset, group = self.subset.reshape(-1)[path], self.group.reshape(-1)[path]
         pair = torch.where(live.reshape(-1)[path] & (group >= 0), subset * index.n_codebooks + codebook, -1)
-        tokens = torch.arange(d, device=device)
         for key in pair.unique().tolist():
             if key < 0:
                 continue
             s, r = divmod(key, index.n_codebooks)
             rows = (pair == key).nonzero().squeeze(1)
-            split = index.subset_children(s, r)
-            query = group[rows].unsqueeze(1) * d + tokens  # [R', D]
-            pos = torch.searchsorted(split.keys, query).clamp_max(split.keys.numel() - 1)
-            hit = split.keys[pos] == query
-            counts[rows] = torch.where(hit, split.counts[pos], 0)
-            children[rows] = torch.where(hit, split.groups[pos], -1)
+            counts[rows], children[rows] = index.subset_children(s, r).lookup(group[rows], d)
             if masses is not None:
                 self._add_masses(masses, rows, path[rows], k, s, r, item_prob)
         self._children = children.view(b, k, nb, d)

@@ -48,6 +48,33 @@ class SubsetChildren:
     counts: torch.Tensor  # [C] long, items holding the key's tokens
     groups: torch.Tensor  # [C] long, the key's group in U
 
+    def lookup(self, group: torch.Tensor, max_size: int):
+        """Counts and child groups of every token after each parent group: ``group [R]`` ->
+        ``[R, D]`` each (count 0 and group -1 where no item holds the pair)."""
+        query = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
+        pos = torch.searchsorted(self.keys, query).clamp_max(self.keys.numel() - 1)
+        hit = self.keys[pos] == query
+        return torch.where(hit, self.counts[pos], 0), torch.where(hit, self.groups[pos], -1)
+
+    def dense(self, n_groups: int, max_size: int) -> "DenseSubsetChildren":
+        """The same lookups as direct tables over ``n_groups x max_size`` (parent group, token)."""
+        counts = torch.zeros(n_groups * max_size, dtype=torch.long, device=self.keys.device)
+        groups = torch.full((n_groups * max_size,), -1, dtype=torch.long, device=self.keys.device)
+        return DenseSubsetChildren(counts.scatter_(0, self.keys, self.counts), groups.scatter_(0, self.keys, self.groups))
+
+
+@dataclass
+class DenseSubsetChildren:
+    """:class:`SubsetChildren` as two direct tables over every (parent group, token): used when
+    ``groups x D`` is small (the first steps), where a gather beats a binary search."""
+
+    counts: torch.Tensor  # [G * D] long
+    groups: torch.Tensor  # [G * D] long, -1 where no item holds the pair
+
+    def lookup(self, group: torch.Tensor, max_size: int):
+        rows = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
+        return self.counts[rows], self.groups[rows]
+
 
 class CatalogueIndex:
     """Index over ``codes [N, M]`` (row 0 = RecBole's padding item, never a result)."""
@@ -106,17 +133,27 @@ class CatalogueIndex:
             self._subset_groups[subset] = SubsetGroups(group_of, real[order], starts)
         return self._subset_groups[subset]
 
-    def subset_children(self, subset: int, codebook: int) -> SubsetChildren:
+    def subset_children(self, subset: int, codebook: int):
         """The split of ``subset``'s groups by the token on ``codebook`` (cached, O(N log N) once):
-        a path's next-token counts and child groups are then a lookup of D keys, with no item read."""
+        a path's next-token counts and child groups are then a lookup of D keys, with no item
+        read. Direct tables (:class:`DenseSubsetChildren`) where ``groups x D`` is at most two
+        catalogues of ids, a binary search (:class:`SubsetChildren`) beyond."""
         if (subset, codebook) not in self._subset_children:
-            real = torch.arange(1, self.n_items, device=self.device)
-            key = self.subset_groups(subset).group_of[real] * self.max_size + self.codes_t[codebook, real]
-            keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
-            child = self.subset_groups(subset | (1 << codebook)).group_of[real]
-            groups = torch.empty_like(keys).scatter_(0, inverse, child)  # equal within a key
-            self._subset_children[(subset, codebook)] = SubsetChildren(keys, counts, groups)
+            split = self.split_keys(subset, codebook)
+            n_groups = int(self.subset_groups(subset).starts.numel()) - 1
+            if n_groups * self.max_size <= 2 * self.n_items:
+                split = split.dense(n_groups, self.max_size)
+            self._subset_children[(subset, codebook)] = split
         return self._subset_children[(subset, codebook)]
+
+    def split_keys(self, subset: int, codebook: int) -> SubsetChildren:
+        """:meth:`subset_children` in its searched form (not cached)."""
+        real = torch.arange(1, self.n_items, device=self.device)
+        key = self.subset_groups(subset).group_of[real] * self.max_size + self.codes_t[codebook, real]
+        keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+        child = self.subset_groups(subset | (1 << codebook)).group_of[real]
+        groups = torch.empty_like(keys).scatter_(0, inverse, child)  # equal within a key
+        return SubsetChildren(keys, counts, groups)
 
     # ---- plain inverted index -------------------------------------------------------------
     def postings(self) -> List[Dict[int, torch.Tensor]]:
