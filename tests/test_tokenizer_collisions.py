@@ -43,9 +43,10 @@ def test_small_groups_still_move_one_token_each():
 
 
 def test_mpq_steps_are_capped_on_large_catalogues_only():
-    settings = TokenizerSettings()  # the defaults: 150 epochs, batches of 256, at most 8000 steps
+    settings = TokenizerSettings()  # the defaults: 150 epochs, batches of 256, at most 4000 steps
     assert capped_epochs(settings, 1682) == 150  # ml-100k: 7 batches x 150 = 1050 steps, unchanged
-    assert capped_epochs(settings, 100_000) == 20  # 391 batches per epoch
+    assert capped_epochs(settings, 20_000) == 50  # 79 batches per epoch
+    assert capped_epochs(settings, 100_000) == 10  # 391 batches per epoch
     assert capped_epochs(settings, 10_000_000) == 1
     assert capped_epochs(TokenizerSettings(mpq_max_steps=0), 100_000) == 150
 

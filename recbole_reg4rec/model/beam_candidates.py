@@ -129,20 +129,33 @@ class GroupedCandidates:
 
     def _add_masses(self, masses, rows, path, k: int, subset: int, codebook: int, item_prob) -> None:
         """``masses[row, t]`` += item probability of the row's (its path's) items holding token t
-        on ``codebook``; ``rows``, ``path`` ``[R']``, K paths per user."""
+        on ``codebook``; ``rows``, ``path`` ``[R']``, K paths per user, every path on ``subset``.
+
+        Where ``subset`` has few groups (the first steps), one histogram per user over every
+        (group, token) pair is a single pass over the catalogue that serves all the user's paths;
+        later, each path's own (few) items are read.
+        """
         index = self.index
-        user = path // k
-        codes = index.codes_t[codebook]
-        if subset == 0:  # the empty path: every real item, in id order
-            for blk in _blocks(torch.full_like(rows, index.n_items), self.block_items):
-                masses[rows[blk]] = masses[rows[blk]].scatter_add_(
-                    1, codes[1:].expand(rows[blk].numel(), -1), item_prob[user[blk], 1:]
-                )
+        d, n = index.max_size, index.n_items
+        groups = index.subset_groups(subset)
+        n_groups = groups.starts.numel() - 1
+        if n_groups * d <= 2 * n:
+            key = (groups.group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
+            users, local = torch.unique(path // k, return_inverse=True)
+            tokens = torch.arange(d, device=masses.device)
+            for blk in _blocks(torch.full_like(users, n), self.block_items):
+                hist = masses.new_zeros(blk.stop - blk.start, n_groups * d)
+                hist.scatter_add_(1, key.expand(hist.size(0), -1), item_prob[users[blk], 1:])
+                mine = ((local >= blk.start) & (local < blk.stop)).nonzero().squeeze(1)
+                slot = ((local[mine] - blk.start) * (n_groups * d) + self.group.reshape(-1)[path[mine]] * d).unsqueeze(1)
+                masses[rows[mine]] += hist.view(-1)[slot + tokens]
             return
+        codes = index.codes_t[codebook]
         flat_prob = item_prob.reshape(-1)
-        for entry, item in self._items(index.subset_groups(subset), path):
-            slot = rows[entry] * index.max_size + codes[item]
-            masses.view(-1).index_add_(0, slot, flat_prob[user[entry] * index.n_items + item])
+        user = path // k
+        for entry, item in self._items(groups, path):
+            slot = rows[entry] * d + codes[item]
+            masses.view(-1).index_add_(0, slot, flat_prob[user[entry] * n + item])
 
     def select(self, parent: torch.Tensor, branch: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor):
         """The kept paths: ``parent``, ``branch`` (index into the chosen codebooks), ``codebook``,

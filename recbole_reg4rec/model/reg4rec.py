@@ -477,7 +477,9 @@ class REG4Rec(SequentialRecommender):
         result = corp_beam_search(step, index, b, self.beam_config(), prior)
         first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
                         torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
-        fallback = sum(first[:, 0, r, index.codes_t[r]] for r in range(self.n_codebooks))  # [B, N]
+        fallback = first[:, 0, 0].index_select(1, index.codes_t[0])  # [B, N], summed in place
+        for r in range(1, self.n_codebooks):
+            fallback += first[:, 0, r].index_select(1, index.codes_t[r])
         return result, prior, fallback
 
     def full_sort_predict(self, interaction) -> torch.Tensor:

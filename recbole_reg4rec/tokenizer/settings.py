@@ -33,7 +33,7 @@ class TokenizerSettings:
     mpq_beta: float = 0.25
     mpq_orth_weight: float = 1.0
     mpq_epochs: int = 150
-    mpq_max_steps: int = 8000
+    mpq_max_steps: int = 4000
     mpq_lr: float = 0.003
     mpq_batch_size: int = 256
     mpq_kmeans_init: bool = True
