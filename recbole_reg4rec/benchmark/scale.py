@@ -62,14 +62,14 @@ def write_dataset(root: Path, name: str, n_items: int, n_users: int, per_user: i
     rng = np.random.default_rng(seed)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    n_clusters, dim = 50, 16
+    n_clusters, dim = min(50, max(1, n_items // 20)), 16
     cluster = rng.integers(0, n_clusters, n_items)
     centroids = rng.normal(size=(n_clusters, dim))
     emb = centroids[cluster] + 0.5 * rng.normal(size=(n_items, dim))
-    members = [np.flatnonzero(cluster == c) for c in range(n_clusters)]
+    members = [m for m in (np.flatnonzero(cluster == c) for c in range(n_clusters)) if m.size]
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
     for u in range(n_users):
-        pool = members[rng.integers(0, n_clusters)]
+        pool = members[rng.integers(0, len(members))]
         pop = 1.0 / np.arange(1, pool.size + 1) ** 0.8
         items = rng.choice(pool, size=per_user, p=pop / pop.sum())
         noise = rng.random(per_user) < 0.2

@@ -12,10 +12,12 @@ Two implementations give the same answers:
 
 * :class:`GroupedCandidates` (used by the search): a path is one group id of
   :meth:`CatalogueIndex.subset_groups` for the set of codebooks it emitted, i.e. one segment of a
-  sorted item list shared by the whole catalogue. Per step it reads each live path's own items
-  (the first step reads the catalogue once per user; after it a path holds about ``N / D`` items,
-  then ``N / D**2`` ...), never ``K * N`` entries; work is cut into blocks of at most
-  ``block_items`` (path, item) pairs, so memory does not grow with users x beam x N.
+  sorted item list shared by the whole catalogue (a posting-list intersection stored once, not per
+  path). Counts and child groups are D lookups per path in catalogue-level tables
+  (:meth:`CatalogueIndex.subset_children`), with no item read; only the fused prior's masses read
+  items: in the first steps one histogram pass over the catalogue per user serves all its paths,
+  later each path's own few items (about ``N / D**s`` after s steps) are read, in blocks of at
+  most ``block_items`` (path, item) pairs. Nothing grows with users x beam x N.
 * :class:`DenseCandidates` (reference, tests): one ``[N]`` bool mask per path, narrowed one pair at
   a time; ``O(B * K * N)`` per step.
 """

@@ -178,7 +178,8 @@ class REG4Rec(SequentialRecommender):
             )
         if self.beam_chunk_users is not None and int(self.beam_chunk_users) < 1:
             raise ValueError(f"beam_chunk_users={self.beam_chunk_users} must be >= 1 (or ~ for no upper bound).")
-        plan_chunks(self.beam_memory_mb, self.n_items, m, max(sids.codebook_sizes), BeamConfig(beam_size=self.beam_size))
+        beam = BeamConfig(beam_size=self.beam_size, pool_factor=self.beam_pool_factor)
+        plan_chunks(self.beam_memory_mb, self.n_items, m, max(sids.codebook_sizes), beam)  # one user must fit
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
