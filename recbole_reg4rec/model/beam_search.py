@@ -9,7 +9,8 @@ steps. One step:
    ``reflection_weight * log p_reflect`` is added to their score;
 3. CRSS picks the ``branch`` most confident remaining codebooks per path (or the fixed order);
 4. candidates = path x chosen codebook x token; CORP catalogue check: a candidate is dropped when
-   no item holds all its pairs (:meth:`CatalogueIndex.token_mass`);
+   no item holds all its pairs (the candidate bookkeeping of :mod:`.beam_candidates`, which
+   carries each path's consistent items as one group of a catalogue-wide sorted item list);
 5. the best ``pool_factor * K`` candidates are kept, paths with the same token *set* reached in
    different orders are merged (log-sum-exp of their scores), and the best K survive.
 
@@ -20,7 +21,9 @@ prior); it steers which paths survive but is not part of the returned token scor
 search (``corp = False``) ranks paths by their token scores alone: the prior reads the catalogue,
 which plain search may consult only at the end.
 
-:func:`exhaustive_item_scores` is the plain reference: it walks every item's own paths one by one.
+:func:`exhaustive_item_scores` is the plain reference: it walks every item's own paths one by one;
+``BeamConfig.candidates = "dense"`` runs the same search with one ``[N]`` item mask per path (the
+reference of the grouped bookkeeping, ``O(users x beam x N)`` per step).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from .beam_candidates import DenseCandidates, GroupedCandidates, gather_paths
 from .catalogue_index import CatalogueIndex
 from .crss import codebook_confidence, select_codebooks
 
@@ -58,6 +62,44 @@ class BeamConfig:
     merge: bool = True
     pool_factor: int = 2
     fusion_weight: float = 0.0
+    candidates: str = "grouped"  # "grouped" (sparse, used) or "dense" (reference masks, tests)
+    block_items: int = 1 << 20  # most (path, item) pairs one tensor op of the grouped bookkeeping holds
+
+
+# Memory of one user's search, for choosing users per chunk from a budget: float tensors of N
+# items per user that live at once (item prior, its probabilities, the beam scores, the fallback,
+# the ranking) and the beam state. Measured peak resident growth per user on CPU (beam 50, pool 2,
+# 4 x 64 tokens, hidden 64): 0.76 MB at 2k items, 1.7 MB at 20k, i.e. ~53 bytes per item + 0.65 MB;
+# rounded up here.
+BYTES_PER_USER_ITEM = 64
+BYTES_PER_USER_PATH_TOKEN = 32  # per path x codebook x token: log-probs, candidates, counts, groups
+BLOCK_SHARE = 4  # a quarter of the budget goes to the blocks of (path, item) pairs
+BYTES_PER_BLOCK_ITEM = 64
+
+
+def user_bytes(n_items: int, n_codebooks: int, max_size: int, cfg: BeamConfig) -> int:
+    """Estimated peak bytes of one user's search and ranking (linear in ``n_items``)."""
+    paths = cfg.beam_size * max(1, cfg.pool_factor)
+    return BYTES_PER_USER_ITEM * n_items + BYTES_PER_USER_PATH_TOKEN * paths * n_codebooks * max_size
+
+
+def plan_chunks(budget_mb: float, n_items: int, n_codebooks: int, max_size: int, cfg: BeamConfig) -> Tuple[int, int]:
+    """Users per chunk and ``block_items`` so that one chunk's search fits ``budget_mb``.
+
+    A quarter of the budget bounds the (path, item) blocks (at least one catalogue's worth), the
+    rest holds the users. Raises ``ValueError`` when not even one user fits.
+    """
+    budget = int(budget_mb * 2 ** 20)
+    block_items = max(n_items, budget // BLOCK_SHARE // BYTES_PER_BLOCK_ITEM)
+    per_user = user_bytes(n_items, n_codebooks, max_size, cfg)
+    users = (budget - block_items * BYTES_PER_BLOCK_ITEM) // per_user
+    if users < 1:
+        need = (per_user + n_items * BYTES_PER_BLOCK_ITEM) * BLOCK_SHARE / (BLOCK_SHARE - 1) / 2 ** 20
+        raise ValueError(
+            f"beam_memory_mb={budget_mb} is too small to search one user over {n_items} items with "
+            f"beam_size={cfg.beam_size}: set beam_memory_mb to at least {math.ceil(need)}."
+        )
+    return int(users), int(block_items)
 
 
 @dataclass
@@ -77,12 +119,6 @@ class BeamResult:
 
 
 # ---- small helpers ----------------------------------------------------------------------------
-def _gather_paths(x: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
-    """Select paths: ``x [B, K, ...]``, ``parent [B, K']`` -> ``[B, K', ...]``."""
-    idx = parent.view(*parent.shape, *([1] * (x.dim() - 2))).expand(*parent.shape, *x.shape[2:])
-    return x.gather(1, idx)
-
-
 def apply_reflection(
     score: torch.Tensor, reflect_logp: torch.Tensor, cfg: BeamConfig
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -120,25 +156,6 @@ def expand_candidates(
     d = log_probs.size(-1)
     cand_lp = log_probs.gather(2, chosen.unsqueeze(-1).expand(*chosen.shape, d))  # [B, K, b, D]
     return chosen, score[..., None, None] + cand_lp, conf.gather(2, chosen)
-
-
-def catalogue_masses(
-    index: CatalogueIndex, items: torch.Tensor, chosen: torch.Tensor, item_prob: Optional[torch.Tensor]
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Per candidate: how many items stay consistent, and their total item-level probability.
-
-    Args:
-        items: ``[B, K, N]`` bool consistency masks; chosen: ``[B, K, b]``; item_prob: ``[B, N]`` or None.
-
-    Returns:
-        counts ``[B, K, b, D]`` and masses ``[B, K, b, D]`` (None without item_prob).
-    """
-    counts, masses = [], []
-    for j in range(chosen.size(-1)):  # branch factor, usually 1
-        c, w = index.candidate_tokens(items, chosen[..., j], item_prob)
-        counts.append(c)
-        masses.append(w)
-    return torch.stack(counts, 2), (torch.stack(masses, 2) if item_prob is not None else None)
 
 
 def merge_equal_sets(
@@ -190,34 +207,6 @@ def _set_groups(sets: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(gid).scatter_(1, order, gid).reshape(-1)
 
 
-def completion_scores(
-    index: CatalogueIndex, score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor, items: torch.Tensor
-) -> torch.Tensor:
-    """Score items after the last step: path score + sum over codebooks not emitted of
-    ``log p_r(item token)``; log-sum-exp over the paths an item is consistent with.
-
-    Args:
-        score: ``[B, K]``; log_probs: ``[B, K, M, D]``; emitted: ``[B, K, M]``; items: ``[B, K, N]`` bool.
-
-    Returns:
-        ``[B, N]`` token scores, ``-inf`` for items no path reached.
-    """
-    b, k, n = items.shape
-    items = items & torch.isfinite(score).unsqueeze(-1)
-    bi, ki, ni = items.nonzero(as_tuple=True)  # consistent (user, path, item) triples
-    vals = score[bi, ki]
-    for r in range(index.n_codebooks):
-        if bool(emitted[..., r].all()):
-            continue
-        lp = log_probs[bi, ki, r, index.codes_t[r, ni]]
-        vals = vals + lp.masked_fill(emitted[bi, ki, r], 0.0)
-    # log-sum-exp over the paths of each (user, item)
-    flat = bi * n + ni
-    best = torch.full((b * n,), NEG_INF, device=score.device).scatter_reduce(0, flat, vals, "amax")
-    total = torch.zeros(b * n, device=score.device).index_add_(0, flat, (vals - best[flat]).exp())
-    return (best + total.log()).view(b, n)
-
-
 # ---- the search ---------------------------------------------------------------------------
 def corp_beam_search(
     step_fn: StepFn,
@@ -248,7 +237,10 @@ def corp_beam_search(
     score = torch.zeros(b, 1, device=device)  # [B, K]
     emitted = torch.zeros(b, 1, m, dtype=torch.bool, device=device)  # [B, K, M]
     sets = torch.full((b, 1, m), -1, dtype=torch.long, device=device)  # [B, K, M]
-    items = index.initial_mask(b, 1)  # [B, K, N]
+    if cfg.candidates == "dense":
+        cands = DenseCandidates.root(index, b)
+    else:
+        cands = GroupedCandidates.root(index, b, cfg.block_items)
     hist = torch.zeros(b, 1, 0, 4, device=device)  # [B, K, S, (logp, conf, reflect, unused)]
     # the prior of a path is the mass of the catalogue items consistent with it: catalogue
     # knowledge, so plain beam search (corp off, items matched only at the end) does not use it
@@ -270,8 +262,8 @@ def corp_beam_search(
         live = torch.isfinite(score)[..., None, None]
         cand_lp = torch.where(live, cand - score[..., None, None], torch.full_like(cand, NEG_INF))  # [B, K, b, D]
         prior = torch.zeros_like(cand)
+        counts, masses = cands.expand(chosen, item_prob, torch.isfinite(score))  # [B, K, b, D] each
         if cfg.corp or use_prior:
-            counts, masses = catalogue_masses(index, items, chosen, item_prob)
             if cfg.corp:
                 dead = (counts == 0) & torch.isfinite(cand)
                 pruned_cat += dead.flatten(1).sum(dim=1)
@@ -288,9 +280,9 @@ def corp_beam_search(
         parent = pick // (nb * d)
         j = (pick // d) % nb
         t = pick % d
-        r = _gather_paths(chosen, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
-        c = _gather_paths(conf, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
-        new_sets = _gather_paths(sets, parent).scatter(2, r.unsqueeze(-1), t.unsqueeze(-1))  # [B, P, M]
+        r = gather_paths(chosen, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
+        c = gather_paths(conf, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
+        new_sets = gather_paths(sets, parent).scatter(2, r.unsqueeze(-1), t.unsqueeze(-1))  # [B, P, M]
         if cfg.corp and cfg.merge and step > 0:
             cand_score, key, n_merged = merge_equal_sets(new_sets, cand_score, cand_prior)
             merged_cnt += n_merged
@@ -300,19 +292,19 @@ def corp_beam_search(
         score = cand_score.gather(1, sel)
         sets = new_sets.gather(1, sel.unsqueeze(-1).expand(-1, -1, m))
         lp_tok = pick_lp.gather(1, sel)  # [B, K']
-        cb = torch.cat([_gather_paths(cb, parent), r.unsqueeze(-1)], dim=2)
-        tok = torch.cat([_gather_paths(tok, parent), t.unsqueeze(-1)], dim=2)
-        emitted = _gather_paths(emitted, parent).scatter(2, r.unsqueeze(-1), True)
-        items = index.narrow(_gather_paths(items, parent), r, t)
+        cb = torch.cat([gather_paths(cb, parent), r.unsqueeze(-1)], dim=2)
+        tok = torch.cat([gather_paths(tok, parent), t.unsqueeze(-1)], dim=2)
+        emitted = gather_paths(emitted, parent).scatter(2, r.unsqueeze(-1), True)
+        cands = cands.select(parent, j.gather(1, sel), r, t)
         new_hist = torch.stack([lp_tok, c, torch.ones_like(c), torch.zeros_like(c)], dim=-1)
-        hist = torch.cat([_gather_paths(hist, parent), new_hist.unsqueeze(2)], dim=2)
+        hist = torch.cat([gather_paths(hist, parent), new_hist.unsqueeze(2)], dim=2)
 
     log_probs, reflect_logp = step_fn(cb, tok)
     if cfg.corp:
         score, dropped = apply_reflection(score, reflect_logp, cfg)
         pruned_ref += dropped
     hist[:, :, -1, 2] = reflect_logp.exp()
-    item_scores = completion_scores(index, score, log_probs, emitted, items)
+    item_scores = cands.completion(score, log_probs, emitted)
     return BeamResult(
         item_scores=item_scores,
         codebooks=cb,

@@ -3,21 +3,77 @@
 A *path* is a set of (codebook, token) pairs. An item is *consistent* with a path when it holds
 every pair of the path; a path is *catalogue-consistent* when at least one item is.
 
-Two forms of the same index are kept:
+Three forms of the same index are kept:
 
 * posting lists (``items_with(r, t)``), the plain inverted index, used by the reference
   checks and by explanations;
-* the dense transposed code table ``codes_t [M, N]``, with which a whole batch of paths is
-  checked with tensor ops: a path's consistent items are a ``[N]`` bool mask narrowed one pair at
-  a time, and the tokens a path may emit next on codebook ``r`` are the scatter of that mask
-  into ``codes_t[r]`` (a column of the inverted index read backwards).
+* token-set groups per codebook subset (:meth:`subset_groups`), with which beam search carries
+  a path's consistent items as one group id: for a subset U of codebooks, the items are sorted
+  by their tokens on U, so the items that share the path's tokens on U are one contiguous
+  segment (a posting-list intersection stored once for the whole catalogue, not per path);
+* the dense transposed code table ``codes_t [M, N]`` and dense posting masks ``has [M, D, N]``,
+  with which a batch of paths is checked with ``[N]`` bool masks narrowed one pair at a time
+  (the plain tensor form, kept as the reference of the grouped form).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 import torch
+
+
+@dataclass
+class SubsetGroups:
+    """Items grouped by their tokens on one subset U of codebooks (real items only).
+
+    Group ``g`` holds the items ``members[starts[g]:starts[g + 1]]`` (ascending ids): the items
+    consistent with any path whose emitted pairs are on exactly the codebooks of U.
+    """
+
+    group_of: torch.Tensor  # [N] long, group of each item (-1 for the padding item)
+    members: torch.Tensor  # [N - 1] long, item ids sorted by group, then by id
+    starts: torch.Tensor  # [G + 1] long, segment offsets of the groups in members
+
+
+@dataclass
+class SubsetChildren:
+    """How the groups of a subset S split when codebook r is added (U = S + r).
+
+    Every (group g of S, token t on r) that some item holds is one key ``g * D + t``.
+    """
+
+    keys: torch.Tensor  # [C] long, sorted keys g * D + t
+    counts: torch.Tensor  # [C] long, items holding the key's tokens
+    groups: torch.Tensor  # [C] long, the key's group in U
+
+    def lookup(self, group: torch.Tensor, max_size: int):
+        """Counts and child groups of every token after each parent group: ``group [R]`` ->
+        ``[R, D]`` each (count 0 and group -1 where no item holds the pair)."""
+        query = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
+        pos = torch.searchsorted(self.keys, query).clamp_max(self.keys.numel() - 1)
+        hit = self.keys[pos] == query
+        return torch.where(hit, self.counts[pos], 0), torch.where(hit, self.groups[pos], -1)
+
+    def dense(self, n_groups: int, max_size: int) -> "DenseSubsetChildren":
+        """The same lookups as direct tables over ``n_groups x max_size`` (parent group, token)."""
+        counts = torch.zeros(n_groups * max_size, dtype=torch.long, device=self.keys.device)
+        groups = torch.full((n_groups * max_size,), -1, dtype=torch.long, device=self.keys.device)
+        return DenseSubsetChildren(counts.scatter_(0, self.keys, self.counts), groups.scatter_(0, self.keys, self.groups))
+
+
+@dataclass
+class DenseSubsetChildren:
+    """:class:`SubsetChildren` as two direct tables over every (parent group, token): used when
+    ``groups x D`` is small (the first steps), where a gather beats a binary search."""
+
+    counts: torch.Tensor  # [G * D] long
+    groups: torch.Tensor  # [G * D] long, -1 where no item holds the pair
+
+    def lookup(self, group: torch.Tensor, max_size: int):
+        rows = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
+        return self.counts[rows], self.groups[rows]
 
 
 class CatalogueIndex:
@@ -32,17 +88,72 @@ class CatalogueIndex:
         self.real_items[0] = False
         # pad item's pad codes may equal max_size: keep them in range, the item is masked anyway
         self.codes_t = self.codes.t().clamp(max=self.max_size - 1).contiguous()  # [M, N]
-        tokens = torch.arange(self.max_size, device=codes.device).view(1, -1, 1)
-        # has[r, t] = bool mask of the items holding token t on codebook r (dense posting lists)
-        self.has = (self.codes_t.unsqueeze(1) == tokens) & self.real_items  # [M, D, N]
-        self.token_exists = self.has.any(dim=-1)  # [M, D] tokens some real item holds
+        offsets = torch.arange(self.n_codebooks, device=codes.device).unsqueeze(1) * self.max_size
+        lengths = torch.bincount((self.codes_t[:, 1:] + offsets).reshape(-1), minlength=self.n_codebooks * self.max_size)
+        self.posting_lengths = lengths.view(self.n_codebooks, self.max_size)  # [M, D] items per (r, t)
+        self.token_exists = self.posting_lengths > 0  # [M, D] tokens some real item holds
+        self._has: torch.Tensor | None = None
+        self._subset_groups: Dict[int, SubsetGroups] = {}
+        self._subset_children: Dict[tuple, SubsetChildren] = {}
         self._postings: List[Dict[int, torch.Tensor]] | None = None
         self._padded_postings: torch.Tensor | None = None
-        self._posting_lengths: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
         return self.codes.device
+
+    @property
+    def has(self) -> torch.Tensor:
+        """Dense posting lists: ``has[r, t]`` = bool mask of the items holding token ``t`` on
+        codebook ``r``, ``[M, D, N]`` (built on first use: M * D * N bytes)."""
+        if self._has is None:
+            tokens = torch.arange(self.max_size, device=self.device).view(1, -1, 1)
+            self._has = (self.codes_t.unsqueeze(1) == tokens) & self.real_items
+        return self._has
+
+    # ---- token-set groups (sparse form used by beam search) -----------------------------------
+    def subset_groups(self, subset: int) -> SubsetGroups:
+        """The items grouped by their tokens on the codebooks of ``subset`` (a bit mask: bit r =
+        codebook r), built on first use from the subset without its highest codebook and cached:
+        O(N log N) once per subset, shared by every user and path."""
+        if subset not in self._subset_groups:
+            real = torch.arange(1, self.n_items, device=self.device)
+            if subset == 0:
+                group = torch.zeros(self.n_items - 1, dtype=torch.long, device=self.device)
+            else:
+                top = subset.bit_length() - 1
+                parent = self.subset_groups(subset & ~(1 << top)).group_of[real]
+                # group ids stay below N, so parent group * D + token never overflows
+                group = torch.unique(parent * self.max_size + self.codes_t[top, real], return_inverse=True)[1]
+            order = torch.sort(group, stable=True).indices
+            starts = torch.zeros(int(group.max()) + 2, dtype=torch.long, device=self.device)
+            starts[1:] = torch.bincount(group).cumsum(0)
+            group_of = torch.full((self.n_items,), -1, dtype=torch.long, device=self.device)
+            group_of[real] = group
+            self._subset_groups[subset] = SubsetGroups(group_of, real[order], starts)
+        return self._subset_groups[subset]
+
+    def subset_children(self, subset: int, codebook: int):
+        """The split of ``subset``'s groups by the token on ``codebook`` (cached, O(N log N) once):
+        a path's next-token counts and child groups are then a lookup of D keys, with no item
+        read. Direct tables (:class:`DenseSubsetChildren`) where ``groups x D`` is at most two
+        catalogues of ids, a binary search (:class:`SubsetChildren`) beyond."""
+        if (subset, codebook) not in self._subset_children:
+            split = self.split_keys(subset, codebook)
+            n_groups = int(self.subset_groups(subset).starts.numel()) - 1
+            if n_groups * self.max_size <= 2 * self.n_items:
+                split = split.dense(n_groups, self.max_size)
+            self._subset_children[(subset, codebook)] = split
+        return self._subset_children[(subset, codebook)]
+
+    def split_keys(self, subset: int, codebook: int) -> SubsetChildren:
+        """:meth:`subset_children` in its searched form (not cached)."""
+        real = torch.arange(1, self.n_items, device=self.device)
+        key = self.subset_groups(subset).group_of[real] * self.max_size + self.codes_t[codebook, real]
+        keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+        child = self.subset_groups(subset | (1 << codebook)).group_of[real]
+        groups = torch.empty_like(keys).scatter_(0, inverse, child)  # equal within a key
+        return SubsetChildren(keys, counts, groups)
 
     # ---- plain inverted index -------------------------------------------------------------
     def postings(self) -> List[Dict[int, torch.Tensor]]:
@@ -79,7 +190,7 @@ class CatalogueIndex:
         ``t`` on codebook ``r``, then zeros (item 0 is RecBole's padding item, never real);
         ``P`` = the longest posting list."""
         if self._padded_postings is None:
-            longest = int(self.has.sum(dim=-1).max())
+            longest = int(self.posting_lengths.max())
             # a stable sort of "not held" puts each list's items first, in id order
             first = torch.sort((~self.has).to(torch.uint8), dim=-1, stable=True).indices[..., :longest]
             self._padded_postings = first * self.has.gather(-1, first)  # [M, D, P]
@@ -90,9 +201,7 @@ class CatalogueIndex:
         (0 = empty slot), W = the longest of these R lists rather than of the whole index: one
         huge list elsewhere (e.g. the de-duplication codebook of residual IDs, held by almost
         every item) must not widen every path's candidate list."""
-        if self._posting_lengths is None:
-            self._posting_lengths = self.has.sum(dim=-1)  # [M, D]
-        width = max(int(self._posting_lengths[codebook, token].max()), 1) if codebook.numel() else 1
+        width = max(int(self.posting_lengths[codebook, token].max()), 1) if codebook.numel() else 1
         return self.padded_postings()[codebook, token, :width]
 
     def allowed_tokens(self, items: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from ..tokenizer.semantic_ids import SemanticIDs
-from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search
+from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search, plan_chunks
 from .catalogue_index import CatalogueIndex
 from .crss import (
     CONFIDENCES,
@@ -108,7 +108,8 @@ class REG4Rec(SequentialRecommender):
         self.beam_size = int(config["beam_size"])
         self.beam_pool_factor = int(config["beam_pool_factor"])
         self.beam_merge = bool(config["beam_merge"])
-        self.beam_chunk_users = int(config["beam_chunk_users"])
+        self.beam_chunk_users = config["beam_chunk_users"]  # upper bound (None = budget only)
+        self.beam_memory_mb = float(config["beam_memory_mb"])
         self.reflection_threshold = float(config["reflection_threshold"])
         self.reflection_weight = float(config["reflection_weight"])
 
@@ -170,6 +171,15 @@ class REG4Rec(SequentialRecommender):
             )
         if self.token_temperature <= 0:
             raise ValueError(f"token_temperature must be > 0, got {self.token_temperature}")
+        if self.beam_size > self.n_items - 1:
+            raise ValueError(
+                f"beam_size={self.beam_size} is larger than the catalogue ({self.n_items - 1} items): "
+                f"set beam_size to at most {self.n_items - 1}."
+            )
+        if self.beam_chunk_users is not None and int(self.beam_chunk_users) < 1:
+            raise ValueError(f"beam_chunk_users={self.beam_chunk_users} must be >= 1 (or ~ for no upper bound).")
+        beam = BeamConfig(beam_size=self.beam_size, pool_factor=self.beam_pool_factor)
+        plan_chunks(self.beam_memory_mb, self.n_items, m, max(sids.codebook_sizes), beam)  # one user must fit
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -208,7 +218,19 @@ class REG4Rec(SequentialRecommender):
             merge=self.beam_merge,
             pool_factor=self.beam_pool_factor,
             fusion_weight=self.item_fusion_weight,
+            block_items=self.beam_chunk_plan()[1],
         )
+
+    def beam_chunk_plan(self) -> Tuple[int, int]:
+        """Users searched at once and ``block_items`` for the ``beam_memory_mb`` budget (users
+        capped by ``beam_chunk_users``)."""
+        cfg = BeamConfig(beam_size=self.beam_size, pool_factor=self.beam_pool_factor)
+        users, block_items = plan_chunks(
+            self.beam_memory_mb, self.n_items, self.n_codebooks, max(self.codebook_sizes), cfg
+        )
+        if self.beam_chunk_users is not None:
+            users = min(users, int(self.beam_chunk_users))
+        return users, block_items
 
     # ---- encoder ------------------------------------------------------------------------------
     def item_table(self) -> torch.Tensor:
@@ -456,17 +478,21 @@ class REG4Rec(SequentialRecommender):
         result = corp_beam_search(step, index, b, self.beam_config(), prior)
         first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
                         torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
-        fallback = sum(first[:, 0, r, index.codes_t[r]] for r in range(self.n_codebooks))  # [B, N]
+        fallback = first[:, 0, 0].index_select(1, index.codes_t[0])  # [B, N], summed in place
+        for r in range(1, self.n_codebooks):
+            fallback += first[:, 0, r].index_select(1, index.codes_t[r])
         return result, prior, fallback
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item ``[B, N]``: items reached by the beam first (fused path score),
         every other item below them, ordered by its fallback score."""
         ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        out = []
-        for start in range(0, ctx.last.size(0), self.beam_chunk_users):
-            out.append(self._rank_chunk(ctx.select(slice(start, start + self.beam_chunk_users))))
-        return torch.cat(out, dim=0)
+        b = ctx.last.size(0)
+        chunk = self.beam_chunk_plan()[0]  # from beam_memory_mb: memory independent of the batch
+        out = torch.empty(b, self.n_items, device=ctx.last.device)
+        for start in range(0, b, chunk):
+            out[start:start + chunk] = self._rank_chunk(ctx.select(slice(start, start + chunk)))
+        return out
 
     def _rank_chunk(self, ctx: EncodedContext) -> torch.Tensor:
         result, prior, fallback = self.beam_search(ctx)

@@ -13,7 +13,9 @@ are moved onto latents of random items (dead-code restart).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -159,7 +161,10 @@ def train_mpq(
             _kmeans_init(model, v, seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.mpq_lr)
         history: List[Dict[str, float]] = []
-        epochs = tqdm(range(settings.mpq_epochs), desc="MPQ", disable=not show_progress, leave=False)
+        n_epochs = capped_epochs(settings, n)
+        if n_epochs < settings.mpq_epochs:
+            logger.info(f"MPQ: {n_epochs} of mpq_epochs={settings.mpq_epochs} epochs fit mpq_max_steps={settings.mpq_max_steps}")
+        epochs = tqdm(range(n_epochs), desc="MPQ", disable=not show_progress, leave=False)
         for epoch in epochs:
             usage = torch.zeros(m, d)
             sums: Dict[str, float] = {}
@@ -194,6 +199,15 @@ def train_mpq(
     return result
 
 
+def capped_epochs(settings: TokenizerSettings, n_items: int) -> int:
+    """``mpq_epochs``, cut so that the optimizer steps stay within ``mpq_max_steps`` (at least one
+    epoch): training time is bounded on large catalogues, unchanged on small ones."""
+    if settings.mpq_max_steps <= 0 or settings.mpq_epochs == 0:
+        return settings.mpq_epochs
+    per_epoch = math.ceil(n_items / settings.mpq_batch_size)
+    return max(1, min(settings.mpq_epochs, settings.mpq_max_steps // per_epoch))
+
+
 @torch.no_grad()
 def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: torch.Tensor):
     """Make token sets unique by moving items off shared sets at the least extra distortion.
@@ -202,7 +216,9 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
     the set; each other item (in item order) swaps one token for the cheapest alternative
     ``(codebook r, codeword j)``, cost ``||e^r - z_{r,j}||^2 - ||e^r - z_{r,c^r}||^2``, that gives a
     set no item holds yet. Unordered tokens have no spare de-duplication slot, so this is how MPQ
-    keeps items apart; it touches only colliding items, and changes one token of each.
+    keeps items apart; it touches only colliding items. One token gives ``M * (D - 1)``
+    alternatives; an item of a larger group that finds them all taken changes two tokens, then
+    three ... (:func:`_multi_token_alternatives`, cheapest first), so groups of any size split.
 
     Args:
         latents: ``[N, M, H]``; codebooks: ``[M, D, H]``; codes: ``[N, M]``.
@@ -225,14 +241,21 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
     extra = dict(zip(colliding.tolist(), (dist - own).flatten(1)))  # item -> [M * D] extra cost
     quant_error = dict(zip(colliding.tolist(), own.squeeze(2).sum(1).tolist()))
     n_moved = 0
-    d = codebooks.size(1)
-    for g in torch.nonzero(counts > 1).flatten().tolist():
-        members = torch.nonzero(group == g).flatten().tolist()
+    m, d = codebooks.size(0), codebooks.size(1)
+    # members of every colliding group in item order, from one sort instead of a scan per group
+    order = torch.argsort(group[colliding], stable=True)
+    sorted_items = colliding[order].tolist()
+    sizes = torch.unique_consecutive(group[colliding][order], return_counts=True)[1].tolist()
+    start = 0
+    for size in sizes:
+        members = sorted_items[start:start + size]
+        start += size
         keeper = min(members, key=lambda i: quant_error[i])
         for i in members:
             if i == keeper:
                 continue
             row = codes[i].tolist()
+            moved = False
             for flat in torch.argsort(extra[i], stable=True).tolist():
                 r, j = divmod(flat, d)
                 if j == row[r]:
@@ -242,9 +265,48 @@ def resolve_collisions(latents: torch.Tensor, codebooks: torch.Tensor, codes: to
                     taken.add(candidate)
                     codes[i, r] = j
                     n_moved += 1
+                    moved = True
                     break
+            for changed in range(2, m + 1):  # every one-token alternative is taken
+                if moved:
+                    break
+                for candidate in _multi_token_alternatives(extra[i].view(m, d), row, changed):
+                    if candidate not in taken:
+                        taken.add(candidate)
+                        codes[i] = torch.tensor(candidate, dtype=codes.dtype)
+                        n_moved += 1
+                        moved = True
+                        break
     return codes, n_moved
 
+
+def _multi_token_alternatives(extra: torch.Tensor, row: List[int], changed: int, budget: int = 50_000):
+    """Token sets that change exactly ``changed`` tokens of ``row``, cheapest first.
+
+    Args:
+        extra: ``[M, D]`` extra distortion of each (codebook, codeword) for this item.
+        row: the item's tokens; changed: how many of them to change.
+        budget: about how many candidates to rank; each codebook contributes its cheapest
+            ``T`` alternatives with ``C(M, changed) * T ** changed <= budget``.
+    """
+    m, d = extra.shape
+    combos = list(itertools.combinations(range(m), changed))
+    per = max(1, min(d - 1, int((budget / len(combos)) ** (1.0 / changed))))
+    cost = extra.scatter(1, torch.tensor(row).unsqueeze(1), float("inf"))  # the own token is no alternative
+    top_cost, top_tok = cost.topk(per, dim=1, largest=False)  # [M, T]
+    mesh = torch.cartesian_prod(*[torch.arange(per)] * changed).view(-1, changed)  # [T^k, k]
+    costs, rows = [], []
+    for combo in combos:
+        costs.append(sum(top_cost[r, mesh[:, s]] for s, r in enumerate(combo)))
+        block = torch.tensor(row).repeat(mesh.size(0), 1)
+        for s, r in enumerate(combo):
+            block[:, r] = top_tok[r, mesh[:, s]]
+        rows.append(block)
+    costs, rows = torch.cat(costs), torch.cat(rows)  # [C], [C, M]
+    order = torch.argsort(costs, stable=True)
+    order = order[torch.isfinite(costs[order])]
+    for start in range(0, order.numel(), 256):  # materialise cheapest first, a slice at a time
+        yield from map(tuple, rows[order[start:start + 256]].tolist())
 
 
 def _standardize(v: torch.Tensor) -> torch.Tensor:
@@ -254,8 +316,13 @@ def _standardize(v: torch.Tensor) -> torch.Tensor:
     return v / scale if scale > 0 else v
 
 
+KMEANS_MAX_ITEMS = 20_000  # k-means initialisation reads at most this many items (bounded time)
+
+
 @torch.no_grad()
 def _kmeans_init(model: MPQ, v: torch.Tensor, seed: int) -> None:
+    if v.size(0) > KMEANS_MAX_ITEMS:  # a fixed random sample: enough points for D centroids
+        v = v[torch.randperm(v.size(0), generator=torch.Generator().manual_seed(seed))[:KMEANS_MAX_ITEMS]]
     latents = model.encode(v)  # [N, M, H]
     for r in range(latents.size(1)):
         km = KMeans(n_clusters=model.codebooks.size(1), n_init=1, random_state=seed + r)

@@ -33,6 +33,7 @@ class TokenizerSettings:
     mpq_beta: float = 0.25
     mpq_orth_weight: float = 1.0
     mpq_epochs: int = 150
+    mpq_max_steps: int = 4000
     mpq_lr: float = 0.003
     mpq_batch_size: int = 256
     mpq_kmeans_init: bool = True
@@ -71,6 +72,7 @@ class TokenizerSettings:
                     "mpq_expert_hidden", "mpq_latent_dim", "mpq_batch_size"):
             _check_int(getattr(self, key), key, 1, "it is a size")
         _check_int(self.mpq_epochs, "mpq_epochs", 0, "it is a number of epochs")
+        _check_int(self.mpq_max_steps, "mpq_max_steps", 0, "it caps the optimizer steps, 0 = no cap")
         for key in ("mpq_beta", "mpq_orth_weight"):
             _check_float(getattr(self, key), key, allow_zero=True)
         _check_float(self.mpq_lr, "mpq_lr", allow_zero=False)
