@@ -7,6 +7,7 @@
     pars-sweep-report  across-seed table of pars-sweep runs, selection on validation
     steps-curve        NDCG@10 against the reasoning steps L, from saved checkpoints
     memory             resident memory after every epoch of a long run (leak check)
+    scale              evaluation / training / tokenizer cost against the catalogue size N
 
 Training and hyper-parameter sweeps keep RecBole's names: ``run_recbole.py`` and ``run_hyper.py``.
 Tools print their result only; ``--verbose`` adds RecBole's log (config dump included).
@@ -36,6 +37,8 @@ COMMANDS = {
                     "NDCG@10 against the reasoning steps L, from saved checkpoints"),
     "memory": ("recbole_reg4rec.studies.memory", "memory_command",
                "resident memory after every epoch of a long run (leak check)"),
+    "scale": ("recbole_reg4rec.benchmark.scale", "scale_command",
+              "evaluation / training / tokenizer cost of REG4Rec, TIGER, SASRec against the catalogue size N"),
 }
 
 #: commands whose unknown ``--key=value`` flags are config overrides (the others refuse them)
@@ -242,11 +245,34 @@ def _add_memory(sub) -> None:
     p.add_argument("--from_csv", help="only summarise and re-plot an earlier run's memory.csv")
 
 
+SCALE_HELP = """\
+Evaluation, training and tokenizer cost of REG4Rec, TIGER and SASRec against the catalogue size N,
+on synthetic datasets, in one process with one torch thread; models measured interleaved (median
+over rounds). Writes scale.csv, scale.md and scale.png (log-log) into --output.
+
+    python reg4rec.py scale --items 2000 20000 100000 --output results/scale
+"""
+
+
+def _add_scale(sub) -> None:
+    p = _subparser(sub, "scale", SCALE_HELP)
+    p.add_argument("--items", type=int, nargs="+", default=[2000, 20000, 100000], help="catalogue sizes N")
+    p.add_argument("--models", nargs="+", default=["SASRec", "REG4Rec", "TIGER"], choices=["SASRec", "REG4Rec", "TIGER"])
+    p.add_argument("--users", type=int, default=3000, help="synthetic users")
+    p.add_argument("--per_user", type=int, default=30, help="interactions per user")
+    p.add_argument("--eval_users", type=int, default=500, help="test users scored over all items")
+    p.add_argument("--rounds", type=int, default=3, help="evaluation rounds (median reported)")
+    p.add_argument("--train_batches", type=int, default=10, help="training batches timed per model (0 = none)")
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every model")
+    p.add_argument("--output", default="runs/scale")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reg4rec.py", description=__doc__, formatter_class=_RAW)
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for add in (_add_benchmark, _add_tokenize, _add_explain, _add_pars_sweep, _add_pars_sweep_report,
-                _add_steps_curve, _add_memory):
+                _add_steps_curve, _add_memory, _add_scale):
         add(sub)
     return parser
 

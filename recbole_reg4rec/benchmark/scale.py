@@ -8,15 +8,14 @@ resident set size sampled (every 2 ms) during the call, minus the resident size 
 
 Usage::
 
-    python -m recbole_reg4rec.benchmark.scale --items 2000 20000 100000 --out benchmarks/scale
+    python reg4rec.py scale --items 2000 20000 100000 --output results/scale
 
 Writes ``scale.csv``, ``scale.md`` (table, hardware, date, targets) and ``scale.png`` (log-log
-eval seconds and peak memory against N) into ``--out``.
+eval seconds and peak memory against N) into ``--output``.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import dataclasses
 import datetime
@@ -132,17 +131,14 @@ class Built:
 def build(name: str, data_path: Path, dataset: str, seed: int, eval_users: int, extra: Dict) -> Built:
     """Config, data, tokens (timed, uncached) and an untrained model for one model name."""
     import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, init_seed
+
+    from ..run import build_model, load_data, make_config
 
     cfg = dict(SHARED, data_path=str(data_path), seed=seed, eval_batch_size=eval_users, **extra)
     if name != "SASRec":
         cfg["tokenizer_cache_dir"] = str(data_path / "tokens")
-    config = Config(model=name, dataset=dataset, config_dict=cfg)
-    init_seed(seed, True)
-    data = create_dataset(config)
-    train, _, test = data_preparation(config, data)
+    config = make_config(name, dataset, None, cfg)
+    _, train, _, test = load_data(config)
     built = Built(name, config, None, train, next(iter(test))[0])
     if name != "SASRec":
         from ..tokenizer.build import build_semantic_ids_with_report
@@ -151,8 +147,7 @@ def build(name: str, data_path: Path, dataset: str, seed: int, eval_users: int, 
         _, report = build_semantic_ids_with_report(config, train._dataset)  # written to the cache
         built.tokenize_s = time.perf_counter() - t0
         built.unique_share, built.largest_group = report.unique_share, report.largest_collision
-    init_seed(seed, True)
-    built.model = get_model(name)(config, train._dataset)
+    built.model, _ = build_model(config, train)
     torch.set_num_threads(1)
     return built
 
@@ -278,7 +273,7 @@ def write_report(rows: List[Dict], out: Path, args, notes: List[str]) -> None:
         "# Scale benchmark: REG4Rec, TIGER and SASRec against the catalogue size",
         "",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Hardware: {hardware()}.",
-        f"Command: `python -m recbole_reg4rec.benchmark.scale {' '.join(args.argv)}`",
+        f"Command: `python reg4rec.py {' '.join(args.argv)}`",
         "",
         f"Synthetic data: {args.users} users x {args.per_user} interactions, every item has side information; "
         f"hidden 64, 1 layer, history 20, untrained models (evaluation cost does not need trained weights), "
@@ -330,29 +325,17 @@ def write_report(rows: List[Dict], out: Path, args, notes: List[str]) -> None:
         notes.append("matplotlib missing: no plot written")
 
 
-def main(argv: Sequence[str] | None = None) -> List[Dict]:
-    ap = argparse.ArgumentParser(prog="python -m recbole_reg4rec.benchmark.scale", description=__doc__.split("\n")[0])
-    ap.add_argument("--items", type=int, nargs="+", default=[2000, 20000, 100000])
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--users", type=int, default=3000)
-    ap.add_argument("--per-user", type=int, default=30)
-    ap.add_argument("--eval-users", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--train-batches", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=2020)
-    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (yaml values), all models")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/scale"))
-    args = ap.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+def scale_command(args) -> List[Dict]:
+    """``reg4rec.py scale``: measure every N of ``args.items``, write the report; returns the rows."""
     import torch
-    import yaml
 
     import recbole_reg4rec  # noqa: F401  (registry + compat layer)
 
+    from ..run import parse_overrides
+
     torch.set_num_threads(1)
-    extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    extra = parse_overrides("--" + s for s in args.set)
     rows, notes = [], []
-    sys.argv = sys.argv[:1]  # RecBole's Config reads the command line
     for n in args.items:
         with tempfile.TemporaryDirectory() as tmp:
             name = f"scale{n}"
@@ -381,9 +364,5 @@ def main(argv: Sequence[str] | None = None) -> List[Dict]:
             print(f"done N={n}", {r["model"]: round(r["eval_s"], 3) for r in rows if r["n_items"] == n}, flush=True)
             del models
             _trim()
-        write_report(rows, args.out, args, notes)
+        write_report(rows, Path(args.output), args, notes)
     return rows
-
-
-if __name__ == "__main__":
-    main()

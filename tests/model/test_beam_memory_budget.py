@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from generator_helpers import build_tiny
+from tiny_models import build_tiny
 from recbole_reg4rec.model.beam_search import BeamConfig, plan_chunks
 
 
@@ -101,7 +101,7 @@ def test_a_100k_item_catalogue_is_searched_within_a_memory_bound():
     """16 users, beam 50, 100k items: the dense masks alone would be 16 x 50 x 100k bytes = 80 MB
     per copy (several live at once); the grouped search's extra peak stays below 100 MB (measured
     about 30 MB; ru_maxrss of a fresh process, so nothing else runs in it)."""
-    tests = str(Path(__file__).parent)
+    tests = str(Path(__file__).resolve().parent)  # test_beam_candidates.random_step_fn
     out = subprocess.run(
         [sys.executable, "-c", SEARCH_100K.format(tests=tests)], capture_output=True, text=True, timeout=120,
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 
+from entry_points import load_entry_point
 from recbole_reg4rec.benchmark import scale
 
 
 def test_scale_benchmark_writes_table_csv_and_plot(workdir):
     out = workdir / "scale"
-    rows = scale.main([
-        "--items", "200", "--models", "SASRec", "REG4Rec", "--users", "40", "--per-user", "8",
-        "--eval-users", "10", "--rounds", "1", "--train-batches", "1", "--set", "mpq_epochs=1", "--out", str(out),
+    args = load_entry_point("reg4rec").parse_args([
+        "scale", "--items", "200", "--models", "SASRec", "REG4Rec", "--users", "40", "--per_user", "8",
+        "--eval_users", "10", "--rounds", "1", "--train_batches", "1", "--set", "mpq_epochs=1", "--output", str(out),
     ])
+    rows = scale.scale_command(args)
     names = {(r["n_items"], r["model"]) for r in rows}
     assert names == {(200, m) for m in ("SASRec", "REG4Rec", "REG4Rec (alignment)")}
     with open(out / "scale.csv") as f:
