@@ -16,7 +16,9 @@ Hit @5/10/20, early stopping on valid NDCG@10, CE loss without negative sampling
 --steps=1-4 (or 1,2,4) also evaluates every REG4Rec entry (or those of --steps_models=REG4Rec,REG4Rec_woCRSS)
 at each reasoning_steps L, for the NDCG@10-against-L plot: L acts at inference only, so each cell
 trains once and its best model is evaluated at every L (rows <label>@L=<L> beside <label>, which
-keeps its own setting, L = M by default). Any other --key=value flag and --config_files apply to every model.
+keeps its own setting, L = M by default). --inference='score_mode=id;score_mode=tokens' likewise evaluates each
+trained cell of those models under other inference settings (rows REG4Rec[score_mode=id]: the same model ranked
+by its item-ID head alone, a control). Any other --key=value flag and --config_files apply to every model.
 
 Each (model, seed) cell runs in its own process and is saved when it finishes; rerunning the
 same command skips finished cells and redoes a cell that was killed. Outputs under --output:
@@ -38,9 +40,11 @@ from recbole_reg4rec import registry
 from recbole_reg4rec.benchmark.harness import BenchmarkRequest, run_benchmark
 from recbole_reg4rec.benchmark.protocol import (
     BenchmarkError,
+    expand_inference,
     expand_steps,
     load_profile,
     parse_models,
+    parse_inference,
     parse_overrides,
     parse_steps,
     seeds_for,
@@ -63,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="quick", help="quick (CPU), full (GPU) or a profile yaml path")
     parser.add_argument("--output", "-o", default=None, help="output folder (default benchmarks/results/<dataset>-<profile>)")
     parser.add_argument("--steps", default=None, help="reasoning steps L to sweep, e.g. 1-4 or 1,2,4")
-    parser.add_argument("--steps_models", default="REG4Rec", help="models whose entries --steps evaluates at every L (default REG4Rec)")
+    parser.add_argument("--steps_models", default="REG4Rec",
+                        help="models whose entries --steps / --inference evaluate again (default REG4Rec)")
+    parser.add_argument("--inference", default=None,
+                        help="inference settings to evaluate each trained --steps_models cell under as well, ';' between "
+                             "variants, e.g. 'score_mode=id;score_mode=tokens' (rows REG4Rec[score_mode=id] ...)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files applied to every model")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep each cell's best-model checkpoint under <output>/saved")
     parser.add_argument("--report_only", action="store_true",
@@ -92,6 +100,12 @@ def make_request(argv: Optional[List[str]] = None) -> BenchmarkRequest:
         if not any(s.model in stepped for s in specs):
             raise BenchmarkError(f"--steps needs a model of --steps_models ({', '.join(sorted(stepped))}) in --models.")
         specs = expand_steps(specs, steps, lambda model: model in stepped)
+    variants = parse_inference(args.inference)
+    if variants:
+        chosen = {m.strip() for m in args.steps_models.split(",") if m.strip()}
+        if not any(s.model in chosen for s in specs):
+            raise BenchmarkError(f"--inference needs a model of --steps_models ({', '.join(sorted(chosen))}) in --models.")
+        specs = expand_inference(specs, variants, lambda model: model in chosen)
     config_files = [Path(p).resolve() for p in (args.config_files.split() if args.config_files else [])]
     missing = [str(p) for p in config_files if not p.is_file()]
     if missing:

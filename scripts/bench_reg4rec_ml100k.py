@@ -75,12 +75,12 @@ def run(model_name: str, epochs: int, seed: int, extra: dict) -> dict:
         # item_loss_weight): rank the same checkpoint with other weights, valid and test
         chosen = model.item_fusion_weight
         for w in FUSION_SWEEP:
-            model.item_fusion_weight = w
+            model.configure_inference(item_fusion_weight=w)
             v = trainer.evaluate(valid, load_best_model=False, show_progress=False)
             t = trainer.evaluate(test, load_best_model=False, show_progress=False)
             sweep[str(w)] = {"valid_ndcg@10": float(v["ndcg@10"]), "test_ndcg@10": float(t["ndcg@10"]),
                              "test_recall@10": float(t["recall@10"])}
-        model.item_fusion_weight = chosen
+        model.configure_inference(item_fusion_weight=chosen)
     return {
         "fusion_sweep": sweep,
         "model": model_name, "seed": seed, "epochs": len(times), "s_per_epoch": sum(times) / len(times),

@@ -51,12 +51,13 @@ def main(argv=None) -> int:
         config, model, _, _, valid, test = load_data_and_model(model_file)
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         steps = parse_steps(args.steps)
-        if args.fusion_weight is not None:
-            model.item_fusion_weight = args.fusion_weight  # read at every ranking
+        if args.fusion_weight is not None:  # 0 = token paths only
+            model.configure_inference(**({"score_mode": "tokens"} if args.fusion_weight == 0 else
+                                         {"score_mode": "fused", "item_fusion_weight": args.fusion_weight}))
         if max(steps) > model.n_codebooks or min(steps) < 1:
             raise SystemExit(f"error: --steps {args.steps}: L must lie in 1..{model.n_codebooks} for {model_file}")
         for L in steps:
-            model.reasoning_steps = L  # read by beam_config() at every search
+            model.configure_inference(reasoning_steps=L)
             v = trainer.evaluate(valid, load_best_model=False, show_progress=False)
             t = trainer.evaluate(test, load_best_model=False, show_progress=False)
             rows.append({"model_file": model_file, "seed": config["seed"], "L": L,
