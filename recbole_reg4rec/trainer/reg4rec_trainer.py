@@ -2,7 +2,8 @@
 
 Stage 1 is RecBole's own training loop (early stopping on the validation metric). Stage 2
 starts from the best stage-1 model, freezes a copy of it as the reference policy and runs
-GRPO epochs (:func:`.alignment_step.alignment_loss`) through the same loop, so validation,
+GRPO epochs (:mod:`recbole_reg4rec.alignment.pars`: each batch of sampled paths serves
+``pars_inner_steps`` clipped updates) through the same loop, so validation,
 early stopping, checkpoints and the final best-model reload work as usual: stage 2 only
 replaces the saved model when it beats the best validation score so far.
 
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from ..alignment import attach_future_items
 from ..compat.checkpoints import load_checkpoint
-from .alignment_step import AlignmentSettings, alignment_loss
+from ..alignment.pars import AlignmentSettings, batch_loss, sample_batch
 
 
 class REG4RecTrainer(Trainer):
@@ -123,8 +124,9 @@ class REG4RecTrainer(Trainer):
         return self._alignment_epoch(train_data, epoch_idx, show_progress)
 
     def _alignment_epoch(self, train_data, epoch_idx: int, show_progress: bool) -> float:
-        """One GRPO epoch over the training contexts; logs reward components, KL, clip
-        fraction and reflection accuracy (log line + tensorboard)."""
+        """One GRPO epoch over the training contexts (``pars_inner_steps`` updates per batch of
+        sampled paths); logs reward components, KL, clip fraction, mean |ratio - 1| and
+        reflection accuracy (log line + tensorboard)."""
         # dropout off: the sampling policy and the policy being updated must be the same function
         self.model.eval()
         sums: Dict[str, float] = defaultdict(float)
@@ -137,30 +139,36 @@ class REG4RecTrainer(Trainer):
         )
         # mixed precision exactly as RecBole's own epochs: autocast by enable_amp, loss scaling on CUDA
         scaler = torch.amp.GradScaler("cuda", enabled=self.enable_scaler)
+        n_updates = 0
         for interaction in batches:
             interaction = interaction.to(self.device)
-            self.optimizer.zero_grad()
             with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
-                out = alignment_loss(self.model, self.reference, interaction, self.pars_settings)
-            loss = out["loss"]
-            self._check_nan(loss)
-            scaler.scale(loss).backward()
-            if self.clip_grad_norm:
-                scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-            scaler.step(self.optimizer)
-            scaler.update()
-            total_loss += float(loss)
+                batch = sample_batch(self.model, self.reference, interaction, self.pars_settings)
+            # several clipped updates on the paths the behaviour policy (the weights before them) sampled
+            for _ in range(self.pars_settings.inner_steps):
+                self.optimizer.zero_grad()
+                with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+                    out = batch_loss(self.model, batch, self.pars_settings)
+                loss = out["loss"]
+                self._check_nan(loss)
+                scaler.scale(loss).backward()
+                if self.clip_grad_norm:
+                    scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+                scaler.step(self.optimizer)
+                scaler.update()
+                total_loss += float(loss.detach())
+                n_updates += 1
+                for name in ("kl", "clip_fraction", "ratio_deviation", "reflection_accuracy", "reflection_bce"):
+                    sums[name] += float(out[name])
             n_batches += 1
             for name in ("hit", "step", "reflect", "total"):
                 values = out[name].float()
                 sums[name] += float(values.sum())
                 squares[name] += float((values**2).sum())
             n_paths += out["total"].numel()
-            for name in ("kl", "clip_fraction", "reflection_accuracy", "reflection_bce"):
-                sums[name] += float(out[name])
             if show_progress:
-                batches.set_postfix(reward=f"{sums['total'] / n_paths:.3f}", kl=f"{sums['kl'] / n_batches:.4f}")
+                batches.set_postfix(reward=f"{sums['total'] / n_paths:.3f}", kl=f"{sums['kl'] / n_updates:.4f}")
                 if self.gpu_available:
                     batches.set_postfix_str(set_color("GPU RAM: " + get_gpu_usage(self.device), "yellow"))
         stats = {}
@@ -168,8 +176,8 @@ class REG4RecTrainer(Trainer):
             mean = sums[name] / max(n_paths, 1)
             stats[f"reward_{name}_mean"] = mean
             stats[f"reward_{name}_std"] = max(squares[name] / max(n_paths, 1) - mean**2, 0.0) ** 0.5
-        for name in ("kl", "clip_fraction", "reflection_accuracy", "reflection_bce"):
-            stats[name] = sums[name] / max(n_batches, 1)
+        for name in ("kl", "clip_fraction", "ratio_deviation", "reflection_accuracy", "reflection_bce"):
+            stats[name] = sums[name] / max(n_updates, 1)  # mean over the epoch's updates
         for name, value in stats.items():
             self.tensorboard.add_scalar(f"Alignment/{name}", value, epoch_idx)
         self.logger.info(
@@ -177,4 +185,4 @@ class REG4RecTrainer(Trainer):
             + ", ".join(f"{k}={v:.4f}" for k, v in stats.items())
         )
         self.last_alignment_stats = stats
-        return total_loss / max(n_batches, 1)
+        return total_loss / max(n_updates, 1)
