@@ -14,6 +14,7 @@ Checkpoints record the stage (and, in stage 2, the reference weights), so
 from __future__ import annotations
 
 import copy
+import os
 from collections import defaultdict
 from typing import Dict, Optional
 
@@ -23,7 +24,8 @@ from recbole.utils import get_gpu_usage, set_color
 from tqdm import tqdm
 
 from ..alignment import attach_future_items
-from ..compat.checkpoints import load_checkpoint
+from ..compat.checkpoints import load_checkpoint, save_checkpoint
+from .inference_selection import select_inference_settings
 from ..alignment.pars import AlignmentSettings, batch_loss, sample_batch
 
 
@@ -82,8 +84,10 @@ class REG4RecTrainer(Trainer):
                 )
             if verbose:
                 self.logger.info(set_color("Stage 1: supervised training", "pink"))
+            self._check_auto_needs_validation(valid_data)
             super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
             if not self.pars_enabled or self.stage2_epochs <= 0:
+                self.choose_auto_inference(valid_data, saved)
                 return self.best_valid_score, self.best_valid_result
             if saved:  # start from the best stage-1 model, not the last
                 checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
@@ -97,8 +101,75 @@ class REG4RecTrainer(Trainer):
         if not self._future_attached and self.pars_settings.msra_horizon > 0:
             attach_future_items(train_data._dataset, self.pars_settings.msra_horizon)
             self._future_attached = True
+        self._check_auto_needs_validation(valid_data)
         super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        self.choose_auto_inference(valid_data, saved)
         return self.best_valid_score, self.best_valid_result
+
+    # ---- inference settings chosen on validation ----------------------------------------------
+    def _auto_settings(self):
+        return tuple(getattr(self._plain_model(), "auto_inference", ()))
+
+    def _plain_model(self):
+        return getattr(self.model, "module", self.model)  # DDP wraps the model
+
+    def _check_auto_needs_validation(self, valid_data) -> None:
+        """A config without a validation split is refused when the model is built; a ``fit``
+        called without validation data keeps the provisional values, and says so."""
+        if self._auto_settings() and not valid_data:
+            model = self._plain_model()
+            self.logger.warning(
+                f"fit() got no validation data: {', '.join(f'{k}=auto' for k in self._auto_settings())} keep "
+                f"their provisional values {({k: getattr(model, k) for k in self._auto_settings()})}; pass "
+                f"valid_data to choose them, or set them to values."
+            )
+
+    def choose_auto_inference(self, valid_data, saved: bool = True) -> dict:
+        """Choose the model's ``auto`` inference settings on ``valid_data`` for the best model
+        (:mod:`.inference_selection`), apply them, log them and store them in the best-model
+        checkpoint (``other_parameter``), so the test evaluation and ``load_data_and_model`` use them.
+        The model keeps its last weights afterwards (RecBole's ``fit`` convention)."""
+        model = self._plain_model()
+        if not self._auto_settings() or not valid_data:
+            return {}
+        checkpoint = last_weights = None
+        if saved and os.path.isfile(self.saved_model_file):  # choose for the best model, as it will be tested
+            checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
+            last_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        metric = self.valid_metric.lower()
+
+        def validation_score() -> float:
+            return float(self.evaluate(valid_data, load_best_model=False, show_progress=False)[metric])
+
+        chosen, trials = select_inference_settings(model, validation_score, self.logger)
+        best = max(score for _, score in trials)
+        self.logger.info(set_color("Inference settings chosen on validation", "pink")
+                         + f": {chosen} (valid {metric} {best:.4f}, {len(trials)} settings tried)")
+        self.chosen_inference = {"settings": chosen, "trials": trials}
+        if checkpoint is not None:
+            if self.config["single_spec"] or self.config["local_rank"] == 0:
+                checkpoint["other_parameter"] = self.model.other_parameter()
+                save_checkpoint(checkpoint, self.saved_model_file)
+            self.model.load_state_dict(last_weights)  # after fit the model holds its last weights, as in RecBole
+        return chosen
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's evaluation, then a log line on how CRSS orders differ across the users."""
+        model = self._plain_model()
+        if hasattr(model, "first_codebook_report"):
+            model.first_codebook_report(reset=True)
+        result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        if hasattr(model, "first_codebook_report"):
+            report = model.first_codebook_report(reset=True)
+            if report["users"]:
+                self.last_first_codebook_report = report
+                self.logger.info(
+                    f"CRSS first codebook of the best path: users per codebook {report['counts']}, "
+                    f"{100 * report['share_differs_from_most_common']:.1f} % differ from the most common one"
+                )
+        return result
 
     def _frozen_copy(self):
         reference = copy.deepcopy(self.model)
