@@ -7,8 +7,10 @@ inference only, so one trained model per seed serves the whole study. For each c
    on the validation split with every setting searched;
 2. every setting it tried is then evaluated on the test split as well (reported, never chosen);
 3. the controls of the same weights: the ID head alone (``score_mode=id``), the previous default
-   (``fused``, w = 4, no reflection, L = M) and token scores alone; plus the share of users whose
-   first CRSS codebook differs from the most common one.
+   (``fused``, w = 4, no reflection, L = M) and token scores alone; the inference-only ablations
+   at the best searched setting (no prior steering = REG4Rec_woSteering, plain beam =
+   REG4Rec_woCORP); plus the share of users whose first CRSS codebook differs from the most
+   common one.
 
     # checkpoints you already have (one per seed)
     python scripts/inference_study.py --model_files saved/REG4Rec-A.pth --output benchmarks/inference-ml-100k
@@ -46,6 +48,13 @@ CONTROLS = {
     "previous default (fused, w=4)": {"score_mode": "fused", "item_fusion_weight": 4.0, "reflection_weight": 0.0,
                                       "reflection_threshold": 0.0},
     "token scores alone": {"score_mode": "tokens", "reflection_weight": 0.0, "reflection_threshold": 0.0},
+}
+
+#: one switch changed at the best searched setting (the ablations REG4Rec_woSteering / REG4Rec_woCORP,
+#: which change inference only, measured on the same weights)
+ABLATIONS = {
+    "best search, no prior steering (woSteering)": {"beam_prior_steering": False},
+    "best search, plain beam (woCORP)": {"corp_enabled": False},
 }
 
 
@@ -96,6 +105,13 @@ def study_checkpoint(model_file: str) -> List[Dict]:
     for name, settings in CONTROLS.items():
         model.configure_inference(**{**provisional, **settings, "reasoning_steps": model.n_codebooks})
         rows.append(test_row(name, validation_score(), False))
+    # one-change ablations of the search at the best reasoning setting (the chosen one unless it is the ID head)
+    searched = [(t, v) for t, v in trials if t["score_mode"] != "id"]
+    best_search = max(searched, key=lambda tv: tv[1])[0]
+    for name, switch in ABLATIONS.items():
+        model.configure_inference(**best_search, **switch)
+        rows.append(test_row(name, validation_score(), False))
+        model.configure_inference(**{k: not v for k, v in switch.items()})
     return rows
 
 
@@ -103,13 +119,13 @@ def summary_markdown(rows: List[Dict]) -> str:
     seeds = sorted({r["seed"] for r in rows})
     lines = [f"# Inference settings chosen on validation ({len(seeds)} seed(s): {', '.join(map(str, seeds))})", "",
              "Selection on valid NDCG@10 only; test numbers reported. Same trained weights in every row of a seed.", ""]
-    named = ["chosen on validation"] + list(CONTROLS)
+    named = ["chosen on validation"] + list(CONTROLS) + list(ABLATIONS)
     per = {name: [] for name in named}
     lines += ["| seed | row | score_mode | w | reflection w | L | valid NDCG@10 | test NDCG@10 | test Recall@10 | first codebook ≠ most common |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for seed in seeds:
         mine = [r for r in rows if r["seed"] == seed]
-        picks = [next(r for r in mine if r["chosen"])] + [next(r for r in mine if r["row"] == n) for n in CONTROLS]
+        picks = [next(r for r in mine if r["chosen"])] + [next(r for r in mine if r["row"] == n) for n in named[1:]]
         for name, r in zip(named, picks):
             per[name].append(r)
             share = r["first_codebook_differs"]

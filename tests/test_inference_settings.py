@@ -195,6 +195,14 @@ def test_wo_steering_changes_only_the_path_ranking(monkeypatch, workdir):
     model.eval()
     inter = next(iter(test))[0]
     assert model.beam_config().fusion_weight == 2.0
-    model.beam_prior_steering = False
+    steered = _scores(model, inter, score_mode="fused")
+    previous = model.configure_inference(beam_prior_steering=False)
     cfg = model.beam_config()
     assert cfg.fusion_weight == 0.0 and cfg.corp and model.item_fusion_weight == 2.0
+    assert not torch.equal(_scores(model, inter, score_mode="fused"), steered)
+    model.configure_inference(**previous)
+    assert previous == {"beam_prior_steering": True} and model.beam_config().fusion_weight == 2.0
+    model.configure_inference(corp_enabled=False)
+    assert not model.beam_config().corp
+    with pytest.raises(ValueError, match="corp_enabled='no' must be True or False"):
+        model.configure_inference(corp_enabled="no")

@@ -59,6 +59,9 @@ AUTO = "auto"
 SCORE_MODES = ("fused", "blend", "tokens", "id")
 #: Settings that act at inference only (one trained model serves every value).
 INFERENCE_KEYS = ("score_mode", "item_fusion_weight", "reflection_weight", "reflection_threshold", "reasoning_steps")
+#: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
+#: them too, so a trained model can be ranked without CORP or without the prior steering (controls).
+INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
 #: Value an ``auto`` setting has before it is chosen on validation (e.g. during training's validation).
 PROVISIONAL = {"score_mode": "fused", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
 
@@ -225,10 +228,11 @@ class REG4Rec(SequentialRecommender):
         return {key: getattr(self, key) for key in INFERENCE_KEYS}
 
     def configure_inference(self, **settings) -> Dict[str, Any]:
-        """Validate and apply inference settings (any of :data:`INFERENCE_KEYS`).
+        """Validate and apply inference settings (any of :data:`INFERENCE_KEYS` and :data:`INFERENCE_SWITCHES`).
 
         The one place that changes how a trained model ranks items: score mode, inference
-        weight of the ID head, reflection weight / threshold of CORP, reasoning steps L.
+        weight of the ID head, reflection weight / threshold of CORP, reasoning steps L, and the
+        CORP / prior-steering switches of the ablations.
 
         Returns:
             the previous values of the keys given (``configure_inference(**previous)`` restores them).
@@ -236,9 +240,12 @@ class REG4Rec(SequentialRecommender):
         Raises:
             ValueError: one line naming the setting and its allowed values.
         """
-        unknown = sorted(set(settings) - set(INFERENCE_KEYS))
+        unknown = sorted(set(settings) - set(INFERENCE_KEYS) - set(INFERENCE_SWITCHES))
         if unknown:
-            raise ValueError(f"unknown inference setting(s) {unknown}; use {list(INFERENCE_KEYS)}")
+            raise ValueError(f"unknown inference setting(s) {unknown}; use {list(INFERENCE_KEYS + INFERENCE_SWITCHES)}")
+        for key in INFERENCE_SWITCHES:
+            if key in settings and not isinstance(settings[key], bool):
+                raise ValueError(f"{key}={settings[key]!r} must be True or False")
         new = {**{k: getattr(self, k, None) for k in INFERENCE_KEYS}, **settings}
         mode = new["score_mode"]
         if mode not in SCORE_MODES:
@@ -259,6 +266,9 @@ class REG4Rec(SequentialRecommender):
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.n_codebooks:
             raise ValueError(f"reasoning_steps={steps!r} must be an integer between 1 and M={self.n_codebooks}")
         previous = {key: getattr(self, key, None) for key in settings}
+        for key in INFERENCE_SWITCHES:
+            if key in settings:
+                setattr(self, key, settings[key])
         self.score_mode = mode
         self.item_fusion_weight = float(new["item_fusion_weight"])
         self.reflection_weight = float(new["reflection_weight"])
