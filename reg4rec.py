@@ -8,6 +8,7 @@
     steps-curve        NDCG@10 against the reasoning steps L, from saved checkpoints
     memory             resident memory after every epoch of a long run (leak check)
     scale              evaluation / training / tokenizer cost against the catalogue size N
+    inference-study    inference settings of trained checkpoints chosen on validation, with controls
 
 Training and hyper-parameter sweeps keep RecBole's names: ``run_recbole.py`` and ``run_hyper.py``.
 Tools print their result only; ``--verbose`` adds RecBole's log (config dump included).
@@ -37,12 +38,14 @@ COMMANDS = {
                     "NDCG@10 against the reasoning steps L, from saved checkpoints"),
     "memory": ("recbole_reg4rec.studies.memory", "memory_command",
                "resident memory after every epoch of a long run (leak check)"),
+    "inference-study": ("recbole_reg4rec.studies.inference", "inference_study_command",
+                        "inference settings of trained checkpoints chosen on validation, beside their controls"),
     "scale": ("recbole_reg4rec.benchmark.scale", "scale_command",
               "evaluation / training / tokenizer cost of REG4Rec, TIGER, SASRec against the catalogue size N"),
 }
 
 #: commands whose unknown ``--key=value`` flags are config overrides (the others refuse them)
-TAKES_OVERRIDES = frozenset({"benchmark", "tokenize"})
+TAKES_OVERRIDES = frozenset({"benchmark", "tokenize", "inference-study"})
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -65,7 +68,9 @@ Hit @5/10/20, early stopping on valid NDCG@10, CE loss without negative sampling
 --steps=1-4 (or 1,2,4) also evaluates every REG4Rec entry (or those of --steps_models=REG4Rec,REG4Rec_woCRSS)
 at each reasoning_steps L, for the NDCG@10-against-L plot: L acts at inference only, so each cell
 trains once and its best model is evaluated at every L (rows <label>@L=<L> beside <label>, which
-keeps its own setting, L = M by default). Any other --key=value flag and --config_files apply to every model.
+keeps its own setting, L = M by default). --inference='score_mode=id;score_mode=tokens' likewise evaluates each
+trained cell of those models under other inference settings (rows REG4Rec[score_mode=id]: the same model ranked
+by its item-ID head alone, a control). Any other --key=value flag and --config_files apply to every model.
 
 Each (model, seed) cell runs in its own process and is saved when it finishes; rerunning the
 same command skips finished cells and redoes a cell that was killed. Outputs under --output:
@@ -179,7 +184,11 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--profile", default="quick", help="quick (CPU), full (GPU) or a profile yaml path")
     p.add_argument("--output", "-o", default=None, help="output folder (default runs/<dataset>-<profile>)")
     p.add_argument("--steps", default=None, help="reasoning steps L to sweep, e.g. 1-4 or 1,2,4")
-    p.add_argument("--steps_models", default="REG4Rec", help="models whose entries --steps evaluates at every L (default REG4Rec)")
+    p.add_argument("--steps_models", default="REG4Rec",
+                   help="models whose entries --steps / --inference evaluate again (default REG4Rec)")
+    p.add_argument("--inference", default=None,
+                   help="inference settings to evaluate each trained --steps_models cell under as well, ';' between "
+                        "variants, e.g. 'score_mode=id;score_mode=tokens' (rows REG4Rec[score_mode=id] ...)")
     p.add_argument("--config_files", default=None, help="space-separated yaml files applied to every model")
     p.add_argument("--keep_checkpoints", action="store_true", help="keep each cell's best-model checkpoint under <output>/saved")
     p.add_argument("--report_only", action="store_true",
@@ -268,11 +277,34 @@ def _add_scale(sub) -> None:
     p.add_argument("--output", default="runs/scale")
 
 
+INFERENCE_STUDY_HELP = """\
+Inference settings (score mode, ID-head weight, reflection weight, reasoning steps L) act at inference
+only, so one trained model per seed serves the study: the auto selection runs on the validation split,
+every setting it tried is also evaluated on test (reported, never chosen), beside the controls of the
+same weights (ID head alone, the old fixed default, token scores alone) and the inference-only
+ablations (no prior steering, plain beam). Writes trials.csv and summary.md into --output.
+
+    python reg4rec.py inference-study --model_files saved/REG4Rec-A.pth --output runs/inference
+    python reg4rec.py inference-study --seeds 3 --train_output runs/stage1 --output runs/inference
+
+With --seeds, unknown --key=value flags are passed to the benchmark that trains the checkpoints.
+"""
+
+
+def _add_inference_study(sub) -> None:
+    p = _subparser(sub, "inference-study", INFERENCE_STUDY_HELP)
+    p.add_argument("--model_files", nargs="*", default=[], help="trained REG4Rec checkpoints (one per seed)")
+    p.add_argument("--seeds", type=int, default=0, help="train this many stage-1 checkpoints first (seeds 2020..)")
+    p.add_argument("--train_output", default="runs/stage1-checkpoints")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--output", default="runs/inference-study")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reg4rec.py", description=__doc__, formatter_class=_RAW)
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for add in (_add_benchmark, _add_tokenize, _add_explain, _add_pars_sweep, _add_pars_sweep_report,
-                _add_steps_curve, _add_memory, _add_scale):
+                _add_steps_curve, _add_memory, _add_scale, _add_inference_study):
         add(sub)
     return parser
 

@@ -34,7 +34,7 @@ class Rollouts:
     codebooks: torch.Tensor  # [B, G, M] codebook emitted at each step
     tokens: torch.Tensor  # [B, G, M] token emitted at each step
     allowed: torch.Tensor  # [B, G, M, D] bool, tokens the catalogue allowed at each step
-    logp: torch.Tensor  # [B, G, M] log-prob of each emitted token (sampling policy, T = 1)
+    logp: torch.Tensor  # [B, G, M] log-prob of each emitted token under the policy that sampled it, at its temperature
 
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ def sample_paths(
         step_logits = logits[rows, chosen]  # [BG, D]
         sample_logp = _masked_log_softmax(step_logits / token_temperature, allowed)
         token = torch.multinomial(sample_logp.exp(), 1).squeeze(-1)  # [BG]
-        logp_steps.append(_masked_log_softmax(step_logits, allowed)[rows, token])
+        logp_steps.append(sample_logp[rows, token])  # the behaviour policy's log-prob (temperature included)
         allowed_steps.append(allowed)
         if candidates is None:
             candidates = index.postings_of(chosen, token)  # [BG, P]
@@ -102,11 +102,13 @@ def sample_paths(
     )
 
 
-def path_log_probs(model, ctx, rollouts: Rollouts):
+def path_log_probs(model, ctx, rollouts: Rollouts, temperature: float = 1.0):
     """Re-score sampled paths under ``model`` (with gradient), one decoder pass per path.
 
     Args:
         ctx: ``model``'s ``EncodedContext`` for the B contexts.
+        temperature: token temperature of the policy being scored; the sampling temperature
+            makes these log-probs comparable with :attr:`Rollouts.logp` (importance ratios, KL).
 
     Returns:
         ``logp [B, G, M]`` log-probability of each emitted token (restricted to the tokens the
@@ -115,7 +117,7 @@ def path_log_probs(model, ctx, rollouts: Rollouts):
     b, g, m = rollouts.tokens.shape
     states = model.decode(ctx, rollouts.codebooks, rollouts.tokens)  # [B, G, M + 1, H]
     step_logits = model.codebook_logits(states[:, :, :-1], rollouts.codebooks)  # [B, G, M, D]
-    logp = _masked_log_softmax(step_logits, rollouts.allowed)
+    logp = _masked_log_softmax(step_logits / temperature, rollouts.allowed)
     token_logp = logp.gather(-1, rollouts.tokens.unsqueeze(-1)).squeeze(-1)  # [B, G, M]
     reflect_logit = model.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, G, M]
     return token_logp, reflect_logit

@@ -1,6 +1,6 @@
 """Side-by-side benchmark of our models and RecBole's built-ins under one protocol.
 
-Entry point: ``python run_benchmark.py`` (see its ``--help``). Modules, one concept each:
+Entry point: ``python reg4rec.py benchmark`` (see its ``--help``). Modules, one concept each:
 
 * :mod:`.protocol` — the shared evaluation protocol, profiles, ``--models`` / ``--steps`` syntax;
 * :mod:`.runner` — one (model, seed) cell in its own process, with its measurements;

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import yaml
 
 from .environment import collect_environment, environment_markdown
-from .protocol import PROTOCOL, ModelSpec, Profile, cell_settings
+from .protocol import PROTOCOL, ModelSpec, Profile, cell_settings, inference_label
 from .report import (
     best_baseline,
     paired_differences,
@@ -48,7 +48,7 @@ _NOT_HASHED = frozenset({"show_progress", "state", "checkpoint_dir", "gpu_id", "
 
 @dataclass
 class BenchmarkRequest:
-    """Everything ``run_benchmark.py`` was asked to do, validated."""
+    """Everything ``reg4rec.py benchmark`` was asked to do, validated."""
 
     dataset: str
     specs: List[ModelSpec]
@@ -103,6 +103,8 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
             }
             if spec.eval_steps:  # only then: cells of plain requests keep the identity they had
                 identity["eval_steps"] = list(spec.eval_steps)
+            if spec.eval_inference:
+                identity["eval_inference"] = [dict(v) for v in spec.eval_inference]
             request = {
                 "cell_id": cid,
                 "label": spec.label,
@@ -121,6 +123,7 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "console_log": req.verbose,
                 "keep_checkpoint": req.keep_checkpoints,
                 "eval_steps": list(spec.eval_steps),
+                "eval_inference": [dict(v) for v in spec.eval_inference],
             }
             cells.append(Cell(index=len(cells) + 1, spec=spec, seed=seed, cid=cid, request=request))
     return cells
@@ -181,7 +184,8 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
         "protocol": PROTOCOL,
         "config_files": [str(p) for p in req.config_files],
         "overrides": req.overrides,
-        "models": [{"label": s.label, "model": s.model, "settings": s.settings_dict, "eval_steps": list(s.eval_steps)} for s in req.specs],
+        "models": [{"label": s.label, "model": s.model, "settings": s.settings_dict, "eval_steps": list(s.eval_steps),
+                    "eval_inference": [dict(v) for v in s.eval_inference]} for s in req.specs],
         "cells": [c.cid for c in cells],
     })
 
@@ -259,7 +263,8 @@ def write_reports(req: BenchmarkRequest, cells: Sequence[Cell], store: ResultSto
             log("no finished cells: no summary written")
         return
     # each spec's row, then the rows of the reasoning-steps settings it was also evaluated at
-    order = [label for s in req.specs for label in [s.label] + [f"{s.label}@L={L}" for L in s.eval_steps]]
+    order = [label for s in req.specs for label in [s.label] + [f"{s.label}@L={L}" for L in s.eval_steps]
+             + [inference_label(s.label, v) for v in s.eval_inference]]
     summary = summarize(runs, order)
     write_text_atomic(req.output / "summary.csv", summary.to_csv(index=False))
     baseline = best_baseline(runs)

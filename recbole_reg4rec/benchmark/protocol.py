@@ -123,6 +123,8 @@ class ModelSpec:
     model: str
     settings: Tuple[Tuple[str, Any], ...] = ()
     eval_steps: Tuple[int, ...] = ()  # ``--steps``: also evaluate the trained model at each L
+    #: ``--inference``: also evaluate the trained model under each of these inference settings
+    eval_inference: Tuple[Tuple[Tuple[str, Any], ...], ...] = ()
 
     @property
     def settings_dict(self) -> Dict[str, Any]:
@@ -232,6 +234,40 @@ def expand_steps(specs: Sequence[ModelSpec], steps: Sequence[int], is_stepped) -
         return list(specs)
     wanted = tuple(sorted({int(L) for L in steps}))
     return [replace(spec, eval_steps=wanted) if is_stepped(spec.model) else spec for spec in specs]
+
+
+def parse_inference(text: Optional[str]) -> List[Tuple[Tuple[str, Any], ...]]:
+    """``"score_mode=id;score_mode=blend,item_fusion_weight=2"`` -> one settings tuple per variant."""
+    if not text:
+        return []
+    variants = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        settings = []
+        for pair in part.split(","):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise BenchmarkError(
+                    f"--inference={text!r}: expected key=value settings, ';' between variants, e.g. "
+                    f"'score_mode=id;score_mode=tokens'."
+                )
+            settings.append((key.strip(), parse_value(value.strip())))
+        variants.append(tuple(settings))
+    return variants
+
+
+def inference_label(label: str, settings) -> str:
+    """Report label of a cell's model evaluated under other inference settings: ``REG4Rec[score_mode=id]``."""
+    return f"{label}[{','.join(f'{k}={v}' for k, v in dict(settings).items())}]"
+
+
+def expand_inference(specs: Sequence[ModelSpec], variants, is_generative) -> List[ModelSpec]:
+    """Ask every spec whose model ``is_generative`` to be evaluated under each inference variant as
+    well (one training, rows :func:`inference_label` beside ``<label>``), e.g. ranked by its ID head."""
+    if not variants:
+        return list(specs)
+    return [replace(spec, eval_inference=tuple(variants)) if is_generative(spec.model) else spec for spec in specs]
 
 
 def seeds_for(n: int) -> List[int]:

@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import pandas as pd
 
-from .protocol import METRICS
+from .protocol import METRICS, inference_label
 
 #: Cost columns of ``runs.csv`` summarised beside the metrics.
 COST_COLUMNS: List[str] = ["epochs_trained", "train_s_per_epoch", "eval_s", "peak_rss_mb", "cuda_peak_mb"]
@@ -38,7 +38,8 @@ def _metric_columns(result: Dict) -> Dict[str, float]:
 def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
     """One row per finished cell, plus one per reasoning-steps setting L a cell was also
     evaluated at (``steps_results``, label ``<label>@L=<L>``: same training, so the same cost
-    columns; its own metrics and test ``eval_s``). Metric columns ``valid_<metric>`` and
+    columns; its own metrics and test ``eval_s``), and one per other inference setting
+    (``inference_results``, label ``<label>[score_mode=id]``). Metric columns ``valid_<metric>`` and
     ``test_<metric>``."""
     rows = []
     for r in records:
@@ -49,6 +50,9 @@ def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
         rows.append(row)
         for result in r.get("steps_results") or []:
             rows.append({**row, "label": f"{r.get('label')}@L={result['steps']}", "steps": result["steps"],
+                         "eval_s": result.get("eval_s"), **_metric_columns(result)})
+        for result in r.get("inference_results") or []:  # the same model under other inference settings
+            rows.append({**row, "label": inference_label(r.get("label"), result["settings"]),
                          "eval_s": result.get("eval_s"), **_metric_columns(result)})
     frame = pd.DataFrame(rows)
     if not frame.empty:

@@ -14,7 +14,16 @@ from pathlib import Path
 from .. import registry
 from ..run import OverrideError, parse_overrides
 from .harness import BenchmarkRequest, run_benchmark
-from .protocol import BenchmarkError, expand_steps, load_profile, parse_models, parse_steps, seeds_for
+from .protocol import (
+    BenchmarkError,
+    expand_inference,
+    expand_steps,
+    load_profile,
+    parse_inference,
+    parse_models,
+    parse_steps,
+    seeds_for,
+)
 
 
 def takes_reasoning_steps(model: str) -> bool:
@@ -51,6 +60,12 @@ def make_request(args: Namespace) -> BenchmarkRequest:
         if not any(s.model in stepped for s in specs):
             raise BenchmarkError(f"--steps needs a model of --steps_models ({', '.join(sorted(stepped))}) in --models.")
         specs = expand_steps(specs, steps, lambda model: model in stepped)
+    variants = parse_inference(args.inference)
+    if variants:
+        chosen = {m.strip() for m in args.steps_models.split(",") if m.strip()}
+        if not any(s.model in chosen for s in specs):
+            raise BenchmarkError(f"--inference needs a model of --steps_models ({', '.join(sorted(chosen))}) in --models.")
+        specs = expand_inference(specs, variants, lambda model: model in chosen)
     config_files = [Path(p).resolve() for p in (args.config_files.split() if args.config_files else [])]
     missing = [str(p) for p in config_files if not p.is_file()]
     if missing:

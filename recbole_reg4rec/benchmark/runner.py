@@ -27,7 +27,11 @@ goes to the console (``console_log``). Measured, in the result:
   resolved ``config`` itself;
 * with ``eval_steps`` in the request (``--steps``): ``steps_results``, the best model evaluated
   again at each reasoning-steps setting L (``[{"steps", "valid", "test", "eval_s"}]``). L acts at
-  inference only, so one trained model serves every L.
+  inference only, so one trained model serves every L;
+* with ``eval_inference`` (``--inference``): ``inference_results``, the best model evaluated again
+  under each of those inference settings (``[{"settings", "valid", "test", "eval_s"}]``), e.g.
+  ranked by its item-ID head alone; ``inference_settings``: the settings the cell's own row used
+  (chosen on validation when ``auto``).
 """
 
 from __future__ import annotations
@@ -135,29 +139,51 @@ def check_reasoning_steps(model, steps) -> None:
         )
 
 
-def evaluate_reasoning_steps(trainer, model, steps, valid_data, test_data, show_progress=False) -> List[Dict[str, Any]]:
-    """The trained (best, already loaded) model evaluated on validation and test at each L.
+def check_inference_variants(model, variants) -> None:
+    """Before training: every ``--inference`` variant must be valid for this model
+    (:meth:`REG4Rec.configure_inference` raises one clear line otherwise)."""
+    if not variants:
+        return
+    if not hasattr(model, "configure_inference"):
+        raise ValueError(
+            f"--inference: {type(model).__name__} has no inference settings; name only REG4Rec-family models in "
+            f"--steps_models."
+        )
+    for settings in variants:
+        try:
+            previous = model.configure_inference(**settings)
+        except ValueError as err:
+            raise ValueError(f"--inference {settings}: {err}") from None
+        model.configure_inference(**previous)
 
-    ``model.reasoning_steps`` is what the beam search reads at every search; it is restored after.
-    """
-    if not steps:
-        return []
+
+def evaluate_inference_variants(trainer, model, variants, valid_data, test_data, show_progress=False) -> List[Dict[str, Any]]:
+    """The trained (best, already loaded) model evaluated on validation and test under each of
+    ``variants`` (dicts of inference settings, applied with ``model.configure_inference`` and
+    restored after). Inference settings need no training, so one model serves every variant."""
     logger = logging.getLogger()
-    default = model.reasoning_steps
     results = []
-    try:
-        for L in steps:
-            model.reasoning_steps = int(L)
+    for settings in variants:
+        previous = model.configure_inference(**settings)
+        try:
             valid = trainer.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
             start = time.perf_counter()  # eval_s: the test pass, as for the cell itself
             test = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
-            results.append({"steps": int(L), "valid": {k: float(v) for k, v in dict(valid).items()},
-                            "test": {k: float(v) for k, v in dict(test).items()},
-                            "eval_s": time.perf_counter() - start})
-            logger.info(f"reasoning steps L={L}: valid {dict(valid)} test {dict(test)}")
-    finally:
-        model.reasoning_steps = default
+        finally:
+            model.configure_inference(**previous)
+        results.append({"settings": dict(settings), "valid": {k: float(v) for k, v in dict(valid).items()},
+                        "test": {k: float(v) for k, v in dict(test).items()}, "eval_s": time.perf_counter() - start})
+        logger.info(f"inference {settings}: valid {dict(valid)} test {dict(test)}")
     return results
+
+
+def evaluate_reasoning_steps(trainer, model, steps, valid_data, test_data, show_progress=False) -> List[Dict[str, Any]]:
+    """The trained (best, already loaded) model evaluated on validation and test at each L
+    (:func:`evaluate_inference_variants` with ``reasoning_steps = L``)."""
+    results = evaluate_inference_variants(
+        trainer, model, [{"reasoning_steps": int(L)} for L in steps or []], valid_data, test_data, show_progress
+    )
+    return [{"steps": r["settings"]["reasoning_steps"], **{k: r[k] for k in ("valid", "test", "eval_s")}} for r in results]
 
 
 def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
@@ -182,6 +208,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     train_data, valid_data, test_data = run.train_data, run.valid_data, run.test_data
     model_init_s = run.model_init_s
     check_reasoning_steps(model, request.get("eval_steps") or [])
+    check_inference_variants(model, request.get("eval_inference") or [])
     meter = _EpochMeter(trainer)
     on_cuda = torch.cuda.is_available() and str(config["device"]).startswith("cuda")
     if on_cuda:
@@ -198,6 +225,9 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
 
     steps_results = evaluate_reasoning_steps(
         trainer, model, request.get("eval_steps") or [], valid_data, test_data, config["show_progress"]
+    )
+    inference_results = evaluate_inference_variants(
+        trainer, model, request.get("eval_inference") or [], valid_data, test_data, config["show_progress"]
     )
 
     epochs = max(meter.train_epochs, 1)
@@ -237,6 +267,8 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
         "test": {k: float(v) for k, v in dict(test).items()},
         "checkpoint": checkpoint,
         **({"steps_results": steps_results} if steps_results else {}),
+        **({"inference_results": inference_results} if inference_results else {}),
+        **({"inference_settings": model.inference_settings()} if hasattr(model, "inference_settings") else {}),
         "config": final_config,
     }
 

@@ -160,7 +160,7 @@ def time_training(models: Sequence[Built], n_batches: int) -> Dict[str, float]:
     import torch
 
     from ..alignment import attach_future_items
-    from ..trainer.alignment_step import AlignmentSettings, alignment_loss
+    from ..alignment.pars import AlignmentSettings, alignment_loss
 
     steps = {}
     for b in models:

@@ -1,7 +1,15 @@
 """Generative models of REG4Rec; importing this package registers them with RecBole by name."""
 
 from ..registry import register_model
-from .ablations import ABLATIONS, REG4Rec_woCORP, REG4Rec_woCRSS, REG4Rec_woMPQ, REG4Rec_woMSRA, REG4Rec_woPARS
+from .ablations import (
+    ABLATIONS,
+    REG4Rec_woCORP,
+    REG4Rec_woCRSS,
+    REG4Rec_woMPQ,
+    REG4Rec_woMSRA,
+    REG4Rec_woPARS,
+    REG4Rec_woSteering,
+)
 from .reg4rec import REG4Rec
 from .tiger import TIGER
 
@@ -12,6 +20,7 @@ __all__ = [
     "REG4Rec_woMPQ",
     "REG4Rec_woMSRA",
     "REG4Rec_woPARS",
+    "REG4Rec_woSteering",
     "TIGER",
     "GENERATIVE_MODELS",
 ]

@@ -28,10 +28,11 @@ class _Ablation(REG4Rec):
 
 
 class REG4Rec_woMPQ(_Ablation):
-    """Residual (RQ-KMeans) tokens instead of MPQ's parallel codebooks; ordered tokens force the
-    fixed codebook order."""
+    """Product-quantization tokens (k-means per block of the same item features) instead of MPQ's:
+    still M parallel, unordered tokens, so CRSS still chooses their order; only MPQ's experts,
+    gate and orthogonality are gone (:mod:`recbole_reg4rec.tokenizer.product`)."""
 
-    FIXED = {"tokenizer": "rq"}
+    FIXED = {"tokenizer": "pq"}
 
 
 class REG4Rec_woCRSS(_Ablation):
@@ -53,9 +54,20 @@ class REG4Rec_woMSRA(_Ablation):
 
 
 class REG4Rec_woCORP(_Ablation):
-    """Plain beam search: no catalogue or reflection pruning, no merging; items matched at the end."""
+    """Plain beam search: no catalogue or reflection pruning, no merging; items matched at the end.
+
+    A plain search cannot read the catalogue, so it cannot be steered by the item prior either
+    (the mass of a path's consistent items); compare it with :class:`REG4Rec_woSteering`, which
+    keeps CORP and drops only that steering, to see what the catalogue pruning itself adds."""
 
     FIXED = {"corp_enabled": False}
 
 
-ABLATIONS = (REG4Rec_woMPQ, REG4Rec_woCRSS, REG4Rec_woPARS, REG4Rec_woMSRA, REG4Rec_woCORP)
+class REG4Rec_woSteering(_Ablation):
+    """CORP beam search whose paths are ranked by their token scores alone: the ID head's item
+    prior still enters the item scores but no longer decides which paths survive."""
+
+    FIXED = {"beam_prior_steering": False}
+
+
+ABLATIONS = (REG4Rec_woMPQ, REG4Rec_woCRSS, REG4Rec_woPARS, REG4Rec_woMSRA, REG4Rec_woCORP, REG4Rec_woSteering)

@@ -13,15 +13,20 @@ Every item is written as M semantic tokens (one per codebook, :class:`SemanticID
   after every step it gives a distribution for every codebook not yet emitted (M heads, tau);
 * chooses the codebook order by confidence (CRSS), checks its paths with a reflection head and
   the catalogue (CORP beam search, :mod:`.beam_search`);
-* optionally (``item_fusion_weight > 0``) keeps an item-level ID-softmax head whose
-  log-probability is added to the item scores.
+* optionally (``item_fusion_weight`` not 0) keeps an item-level ID-softmax head whose
+  log-probability can be added to the item scores.
+
+How items are ranked at inference is set by a few *inference settings* (:data:`INFERENCE_KEYS`),
+changed only through :meth:`REG4Rec.configure_inference`; those set to ``auto`` in the config
+are chosen on the validation split at the end of training (:mod:`recbole_reg4rec.trainer.inference_selection`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +47,23 @@ from .crss import (
     sample_next_codebook,
 )
 from .layers import CodebookHeads, TokenDecoder, TokenEmbedding
+
+
+AUTO = "auto"
+#: How items are ranked (``score_mode``):
+#: ``fused``  beam-reached items first, by token score + w * log p_ID; every other item below them;
+#: ``blend``  every item by w * log p_ID + its token score (the beam's for reached items, the
+#:            first-step token score for the others), so the ID head can recover the beam's misses;
+#: ``tokens`` token scores alone (beam-reached items first, no ID head);
+#: ``id``     the item-ID head alone (``item_log_prior``), no reasoning.
+SCORE_MODES = ("fused", "blend", "tokens", "id")
+#: Settings that act at inference only (one trained model serves every value).
+INFERENCE_KEYS = ("score_mode", "item_fusion_weight", "reflection_weight", "reflection_threshold", "reasoning_steps")
+#: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
+#: them too, so a trained model can be ranked without CORP or without the prior steering (controls).
+INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
+#: Value an ``auto`` setting has before it is chosen on validation (e.g. during training's validation).
+PROVISIONAL = {"score_mode": "fused", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
 
 
 def load_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None) -> SemanticIDs:
@@ -71,7 +93,8 @@ class REG4Rec(SequentialRecommender):
 
     Ablation switches (used by ``REG4Rec_wo*`` configs): ``crss_enabled`` (False: fixed
     codebook order), ``corp_enabled`` (False: plain beam search, items matched at the end),
-    tokenizer choice (residual tokens are ``ordered`` and force the fixed order).
+    ``beam_prior_steering`` (False: beam paths ranked by token scores alone), tokenizer choice
+    (residual tokens are ``ordered`` and force the fixed order).
     """
 
     input_type = InputType.POINTWISE
@@ -94,7 +117,8 @@ class REG4Rec(SequentialRecommender):
         # generator
         self.decoder_layers = config["decoder_layers"]
         self.token_temperature = float(config["token_temperature"])
-        self.item_fusion_weight = float(config["item_fusion_weight"])
+        # the ID head is trained unless item_fusion_weight is 0 (paper-faithful); its inference weight may be auto
+        self.item_head_enabled = config["item_fusion_weight"] != 0
         self.item_loss_weight = float(config["item_loss_weight"])
         self.reflection_loss_weight = float(config["reflection_loss_weight"])
         # CRSS
@@ -110,17 +134,28 @@ class REG4Rec(SequentialRecommender):
         self.beam_merge = bool(config["beam_merge"])
         self.beam_chunk_users = config["beam_chunk_users"]  # upper bound (None = budget only)
         self.beam_memory_mb = float(config["beam_memory_mb"])
-        self.reflection_threshold = float(config["reflection_threshold"])
-        self.reflection_weight = float(config["reflection_weight"])
+        self.beam_prior_steering = bool(config["beam_prior_steering"])
 
         sids = load_semantic_ids(config, dataset, self.logger)
         self._check_settings(config, dataset, sids)
         self.n_codebooks = sids.n_codebooks
         self.codebook_sizes = tuple(sids.codebook_sizes)
         self.tokens_ordered = bool(sids.ordered)
-        steps = config["reasoning_steps"]
-        self.reasoning_steps = self.n_codebooks if steps in (None, 0) else int(steps)
         self.fixed_order = self.tokens_ordered or not self.crss_enabled
+        # inference settings: the configured ones, `auto` ones provisional until chosen on validation
+        configured = {key: config[key] for key in INFERENCE_KEYS}
+        if configured["reasoning_steps"] in (None, 0):
+            configured["reasoning_steps"] = self.n_codebooks
+        if not self.item_head_enabled:  # paper-faithful: token scores only, nothing to weigh
+            configured["item_fusion_weight"] = 0.0
+            if configured["score_mode"] in (AUTO, "fused"):
+                configured["score_mode"] = "tokens"
+        #: inference settings still to be chosen on the validation split (``auto`` in the config)
+        self.auto_inference = tuple(key for key, value in configured.items() if value == AUTO)
+        provisional = {**PROVISIONAL, "reasoning_steps": self.n_codebooks}
+        self.configure_inference(**{k: provisional[k] if v == AUTO else v for k, v in configured.items()})
+        self._check_auto_has_validation(config)
+        self.first_codebook_counts = torch.zeros(self.n_codebooks, dtype=torch.long)
         self.register_buffer("codes", sids.codes.clone())  # [N, M], saved in checkpoints
 
         # layers
@@ -159,7 +194,7 @@ class REG4Rec(SequentialRecommender):
         if sids.n_items != self.n_items:
             raise ValueError(f"semantic IDs cover {sids.n_items} items but the dataset has {self.n_items}")
         steps = config["reasoning_steps"]
-        if steps not in (None, 0) and not 1 <= int(steps) <= m:
+        if steps not in (None, 0, AUTO) and not 1 <= int(steps) <= m:
             raise ValueError(f"reasoning_steps={steps} must be between 1 and the number of codebooks M={m}")
         if self.crss_confidence not in CONFIDENCES:
             raise ValueError(f"crss_confidence must be one of {CONFIDENCES}, got {self.crss_confidence!r}")
@@ -180,6 +215,87 @@ class REG4Rec(SequentialRecommender):
             raise ValueError(f"beam_chunk_users={self.beam_chunk_users} must be >= 1 (or ~ for no upper bound).")
         beam = BeamConfig(beam_size=self.beam_size, pool_factor=self.beam_pool_factor)
         plan_chunks(self.beam_memory_mb, self.n_items, m, max(sids.codebook_sizes), beam)  # one user must fit
+
+    def _check_auto_has_validation(self, config) -> None:
+        """``auto`` settings are chosen on the validation split: refuse them when there is none."""
+        if not self.auto_inference:
+            return
+        split = (config["eval_args"] or {}).get("split") or {}
+        mode, value = next(iter(split.items()), (None, None))
+        no_valid = (mode == "LS" and value == "test_only") or (
+            mode == "RS" and (len(value) < 3 or float(value[1]) <= 0)
+        )
+        if no_valid:
+            raise ValueError(
+                f"{', '.join(f'{k}=auto' for k in self.auto_inference)} chooses the setting on the validation split, "
+                f"but eval_args.split = {split} has none: use a split with validation (e.g. LS: valid_and_test) or "
+                f"set {self.auto_inference[0]} to a value."
+            )
+
+    # ---- inference settings -------------------------------------------------------------------
+    def inference_settings(self) -> Dict[str, Any]:
+        """The current inference settings (:data:`INFERENCE_KEYS`)."""
+        return {key: getattr(self, key) for key in INFERENCE_KEYS}
+
+    def configure_inference(self, **settings) -> Dict[str, Any]:
+        """Validate and apply inference settings (any of :data:`INFERENCE_KEYS` and :data:`INFERENCE_SWITCHES`).
+
+        The one place that changes how a trained model ranks items: score mode, inference
+        weight of the ID head, reflection weight / threshold of CORP, reasoning steps L, and the
+        CORP / prior-steering switches of the ablations.
+
+        Returns:
+            the previous values of the keys given (``configure_inference(**previous)`` restores them).
+
+        Raises:
+            ValueError: one line naming the setting and its allowed values.
+        """
+        unknown = sorted(set(settings) - set(INFERENCE_KEYS) - set(INFERENCE_SWITCHES))
+        if unknown:
+            raise ValueError(f"unknown inference setting(s) {unknown}; use {list(INFERENCE_KEYS + INFERENCE_SWITCHES)}")
+        for key in INFERENCE_SWITCHES:
+            if key in settings and not isinstance(settings[key], bool):
+                raise ValueError(f"{key}={settings[key]!r} must be True or False")
+        new = {**{k: getattr(self, k, None) for k in INFERENCE_KEYS}, **settings}
+        mode = new["score_mode"]
+        if mode not in SCORE_MODES:
+            raise ValueError(f"score_mode={mode!r} is unknown: use one of {', '.join((AUTO,) + SCORE_MODES)}")
+        if mode in ("id", "blend") and not self.item_head_enabled:
+            raise ValueError(
+                f"score_mode={mode!r} needs the item-ID head, but item_fusion_weight = 0 (head not trained): "
+                f"train with item_fusion_weight > 0 or use score_mode 'tokens'"
+            )
+        for key, low in (("item_fusion_weight", 0.0), ("reflection_weight", 0.0)):
+            value = new[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+                raise ValueError(f"{key}={value!r} must be a number >= {low:g} (0 = off) or 'auto'")
+        threshold = new["reflection_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+            raise ValueError(f"reflection_threshold={threshold!r} must lie in [0, 1) (a probability; 0 = no pruning)")
+        steps = new["reasoning_steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.n_codebooks:
+            raise ValueError(f"reasoning_steps={steps!r} must be an integer between 1 and M={self.n_codebooks}")
+        previous = {key: getattr(self, key, None) for key in settings}
+        for key in INFERENCE_SWITCHES:
+            if key in settings:
+                setattr(self, key, settings[key])
+        self.score_mode = mode
+        self.item_fusion_weight = float(new["item_fusion_weight"])
+        self.reflection_weight = float(new["reflection_weight"])
+        self.reflection_threshold = float(threshold)
+        self.reasoning_steps = int(steps)
+        return previous
+
+    def other_parameter(self) -> Dict[str, Any]:
+        """Saved in every checkpoint: the inference settings (chosen on validation when ``auto``)."""
+        return {**super().other_parameter(), "inference_settings": self.inference_settings()}
+
+    def load_other_parameter(self, para) -> None:
+        para = dict(para or {})
+        settings = para.pop("inference_settings", None)
+        super().load_other_parameter(para)
+        if settings:
+            self.configure_inference(**settings)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -217,7 +333,7 @@ class REG4Rec(SequentialRecommender):
             reflection_weight=self.reflection_weight,
             merge=self.beam_merge,
             pool_factor=self.beam_pool_factor,
-            fusion_weight=self.item_fusion_weight,
+            fusion_weight=self.steering_weight(),
             block_items=self.beam_chunk_plan()[1],
         )
 
@@ -231,6 +347,12 @@ class REG4Rec(SequentialRecommender):
         if self.beam_chunk_users is not None:
             users = min(users, int(self.beam_chunk_users))
         return users, block_items
+
+    def steering_weight(self) -> float:
+        """Weight of the item prior that ranks beam paths (0: the search reads token scores only)."""
+        if self.score_mode in ("fused", "blend") and self.beam_prior_steering:
+            return self.item_fusion_weight
+        return 0.0
 
     # ---- encoder ------------------------------------------------------------------------------
     def item_table(self) -> torch.Tensor:
@@ -411,15 +533,15 @@ class REG4Rec(SequentialRecommender):
             refl = self.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, 2, M]
             labels = torch.stack([torch.ones_like(neg_labels), neg_labels], dim=1)
             loss = loss + self.reflection_loss_weight * F.binary_cross_entropy_with_logits(refl, labels)
-        if self.item_fusion_weight > 0 and self.item_loss_weight > 0:
+        if self.item_head_enabled and self.item_loss_weight > 0:
             item_logits = ctx.last @ self.item_table().t()  # [B, N]
             loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
         return loss
 
     # ---- inference ----------------------------------------------------------------------------
     def item_log_prior(self, ctx: EncodedContext) -> Optional[torch.Tensor]:
-        """Item-level log-probabilities ``[B, N]`` of the ID head (None when fusion is off)."""
-        if self.item_fusion_weight <= 0:
+        """Item-level log-probabilities ``[B, N]`` of the ID head (None when it is not trained)."""
+        if not self.item_head_enabled:
             return None
         logits = ctx.last @ self.item_table().t()
         logits[:, 0] = float("-inf")
@@ -456,12 +578,14 @@ class REG4Rec(SequentialRecommender):
 
     def predict(self, interaction) -> torch.Tensor:
         """Scores of ``interaction[ITEM_ID]`` (sampled evaluation): greedy-path token score
-        (+ fused item log-probability). ``[B]``."""
+        (+ w * item log-probability), or the ID head alone in score mode ``id``. ``[B]``."""
         ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         items = interaction[self.ITEM_ID]
-        score = self.path_scores(ctx, items)
         prior = self.item_log_prior(ctx)
-        if prior is not None:
+        if self.score_mode == "id":
+            return prior.gather(1, items.unsqueeze(1)).squeeze(1)
+        score = self.path_scores(ctx, items)
+        if self.score_mode in ("fused", "blend"):
             score = score + self.item_fusion_weight * prior.gather(1, items.unsqueeze(1)).squeeze(1)
         return score
 
@@ -484,8 +608,9 @@ class REG4Rec(SequentialRecommender):
         return result, prior, fallback
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
-        """Scores of every item ``[B, N]``: items reached by the beam first (fused path score),
-        every other item below them, ordered by its fallback score."""
+        """Scores of every item ``[B, N]`` under ``score_mode`` (see :data:`SCORE_MODES`): by default
+        items reached by the beam first (fused path score), every other item below them, ordered
+        by its fallback score."""
         ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         b = ctx.last.size(0)
         chunk = self.beam_chunk_plan()[0]  # from beam_memory_mb: memory independent of the batch
@@ -495,12 +620,38 @@ class REG4Rec(SequentialRecommender):
         return out
 
     def _rank_chunk(self, ctx: EncodedContext) -> torch.Tensor:
+        """Scores ``[B, N]`` of one chunk of users under the current ``score_mode``."""
+        if self.score_mode == "id":  # the ID head alone: no search
+            scores = self.item_log_prior(ctx)
+            scores[:, 0] = float("-inf")
+            return scores
         result, prior, fallback = self.beam_search(ctx)
-        beam_score = result.item_scores  # [B, N]
-        if prior is not None:
-            beam_score = beam_score + self.item_fusion_weight * prior
-            fallback = fallback + self.item_fusion_weight * prior
-        return rank_beam_first(beam_score, fallback)
+        self._count_first_codebooks(result)
+        token_score = result.item_scores  # [B, N], -inf = not reached
+        if self.score_mode == "tokens":
+            return rank_beam_first(token_score, fallback)
+        w = self.item_fusion_weight
+        if self.score_mode == "fused":
+            return rank_beam_first(token_score + w * prior, fallback + w * prior)
+        # blend: one scale for every item, so the ID head can lift an item the beam missed
+        scores = w * prior + torch.where(torch.isfinite(token_score), token_score, fallback)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def _count_first_codebooks(self, result: BeamResult) -> None:
+        """Count the codebook each user's best path emitted first (CRSS diversity across users)."""
+        best = result.codebooks[:, 0, 0][torch.isfinite(result.path_scores[:, 0])]
+        self.first_codebook_counts += torch.bincount(best.cpu(), minlength=self.n_codebooks)
+
+    def first_codebook_report(self, reset: bool = True) -> Dict[str, Any]:
+        """Users counted since the last reset, the count per first codebook of their best path
+        and the share of users whose first codebook differs from the most common one."""
+        counts = self.first_codebook_counts.clone()
+        if reset:
+            self.first_codebook_counts.zero_()
+        total = int(counts.sum())
+        share = 1.0 - int(counts.max()) / total if total else math.nan
+        return {"users": total, "counts": counts.tolist(), "share_differs_from_most_common": share}
 
 
 def rank_beam_first(beam_score: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,9 @@ def steps_curve_command(args: Namespace) -> int:
         config, model, _, _, valid, test = load_data_and_model(model_file, overrides=quiet)
         trainer = build_trainer(config, model)
         if args.fusion_weight is not None:
-            model.item_fusion_weight = args.fusion_weight  # read at every ranking
+            # 0 = token paths only
+            model.configure_inference(**({"score_mode": "tokens"} if args.fusion_weight == 0 else
+                                         {"score_mode": "fused", "item_fusion_weight": args.fusion_weight}))
         try:
             check_reasoning_steps(model, steps)
         except ValueError as err:

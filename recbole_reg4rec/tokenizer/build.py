@@ -13,6 +13,7 @@ from .cache import SemanticIDCache, dataset_fingerprint
 from .diagnostics import TokenizerReport, make_report
 from .features import build_item_features, resolve_source
 from .mpq import train_mpq
+from .product import train_pq_kmeans
 from .residual import train_rq_kmeans
 from .semantic_ids import SemanticIDs
 from .settings import TokenizerSettings
@@ -102,6 +103,13 @@ def _tokenize(real: torch.Tensor, settings: TokenizerSettings, writer, show_prog
                 f"unique before: {100 * result.unique_before_resolution:.2f} %, "
                 f"items re-assigned: {result.n_reassigned}"
             )
+    elif settings.tokenizer.lower() == "pq":
+        result = train_pq_kmeans(real, settings.n_codebooks, settings.codebook_size, int(settings.tokenizer_seed),
+                                 resolve=settings.mpq_resolve_collisions)
+        codes, sizes, recon, latents = result.codes, (settings.codebook_size,) * settings.n_codebooks, result.recon_error, None
+        extra["collision resolution"] = (
+            f"unique before: {100 * result.unique_before_resolution:.2f} %, items re-assigned: {result.n_reassigned}"
+        )
     else:
         result = train_rq_kmeans(real, settings.n_codebooks, settings.codebook_size, int(settings.tokenizer_seed))
         codes, sizes, recon, latents = result.codes, result.codebook_sizes, result.recon_error, None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional
 
-TOKENIZERS = ("mpq", "rq")
+TOKENIZERS = ("mpq", "rq", "pq")
 #: Keys where an explicit ``~`` means something (no cache; seed from ``seed``), not "use the default".
 NULLABLE = ("tokenizer_cache_dir", "tokenizer_seed")
 FEATURE_SOURCES = ("side_info", "collaborative", "hybrid")

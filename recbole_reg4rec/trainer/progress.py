@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from recbole.utils import set_color
+
 
 def format_duration(seconds: float) -> str:
     """``75.2`` -> ``'1m15s'``, ``3725`` -> ``'1h02m05s'``, ``8.4`` -> ``'8s'``."""
@@ -65,10 +67,10 @@ class StageProgressMixin:
         """Log ``'<name>: <description>: up to N epochs (early stopping after P without improvement)'``
         and start the stage's clock."""
         self.stage_clock = StageClock(name, first_epoch, end_epoch)
-        self.logger.info(
+        self.logger.info(set_color(
             f"{name}: {description}: up to {self.stage_clock.budget} epochs "
-            f"(early stopping after {patience} without improvement of {self.valid_metric})"
-        )
+            f"(early stopping after {patience} without improvement of {self.valid_metric})", "pink"
+        ))
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         line = super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)

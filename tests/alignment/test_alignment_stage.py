@@ -20,7 +20,7 @@ from recbole_reg4rec.alignment import (
 )
 from recbole_reg4rec.alignment.rollout import path_log_probs, sample_paths
 from recbole_reg4rec.trainer import REG4RecTrainer
-from recbole_reg4rec.trainer.alignment_step import AlignmentSettings, alignment_loss
+from recbole_reg4rec.alignment.pars import AlignmentSettings, alignment_loss
 
 ALIGN = {"pars_epochs": 1, "pars_group_size": 4, "msra_horizon": 2}
 

@@ -1,4 +1,4 @@
-"""The benchmark harness (run_benchmark.py, recbole_reg4rec.benchmark) on tiny synthetic data.
+"""The benchmark harness (reg4rec.py benchmark, recbole_reg4rec.benchmark) on tiny synthetic data.
 
 One module-scoped benchmark (Pop + SASRec, two seeds, one epoch) is run once; the tests check
 its files, recompute its summary and paired differences by hand from runs.csv, then delete /

@@ -1,0 +1,60 @@
+"""Benchmark rows of one trained cell under other inference settings (``--inference``), e.g. the
+same model ranked by its item-ID head alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from entry_points import load_entry_point
+from recbole_reg4rec.benchmark.protocol import BenchmarkError, inference_label, parse_inference
+from recbole_reg4rec.benchmark.report import runs_frame
+from recbole_reg4rec.benchmark.runner import check_inference_variants, run_cell
+from recbole_reg4rec.benchmark import request as benchmark_request
+from synthetic import write_synthetic_dataset
+from tiny_config import REG4REC_STAGE1
+
+reg4rec_cli = load_entry_point("reg4rec")
+
+
+def make_request(argv):
+    return benchmark_request.make_request(reg4rec_cli.parse_args(["benchmark", *argv]))
+
+
+def test_inference_variants_parse_and_reach_the_request():
+    assert parse_inference("score_mode=id; score_mode=blend,item_fusion_weight=2") == [
+        (("score_mode", "id"),), (("score_mode", "blend"), ("item_fusion_weight", 2)),
+    ]
+    assert inference_label("REG4Rec", {"score_mode": "id"}) == "REG4Rec[score_mode=id]"
+    request = make_request(["--models=REG4Rec,SASRec", "--inference=score_mode=id", "--seeds=1"])
+    assert [s.eval_inference for s in request.specs] == [((("score_mode", "id"),),), ()]
+    with pytest.raises(BenchmarkError, match="expected key=value"):
+        parse_inference("score_mode")
+    with pytest.raises(BenchmarkError, match="--inference needs a model of --steps_models"):
+        make_request(["--models=SASRec", "--inference=score_mode=id"])
+
+
+def test_a_bad_variant_is_refused_before_training():
+    class NoSettings:
+        pass
+
+    with pytest.raises(ValueError, match="NoSettings has no inference settings"):
+        check_inference_variants(NoSettings(), [{"score_mode": "id"}])
+
+
+def test_one_trained_model_gives_its_id_head_row(workdir):
+    write_synthetic_dataset(workdir / "data", "toy")
+    request = {
+        "cell_id": "REG4Rec__seed2020", "label": "REG4Rec", "model": "REG4Rec", "kind": "ours", "seed": 2020,
+        "dataset": "toy", "eval_inference": [{"score_mode": "id"}, {"score_mode": "fused"}],
+        "config_dict": {**REG4REC_STAGE1, "epochs": 1, "data_path": str(workdir / "data"), "use_gpu": False,
+                        "score_mode": "fused", "item_fusion_weight": 4.0,
+                        "checkpoint_dir": str(workdir / "saved"), "state": "WARNING"},
+    }
+    record = run_cell(request)
+    assert record["epochs_trained"] == 1 and record["inference_settings"]["score_mode"] == "fused"
+    by_mode = {r["settings"]["score_mode"]: r for r in record["inference_results"]}
+    assert by_mode["fused"]["test"] == pytest.approx(record["test"])  # the cell's own setting: same numbers
+    assert by_mode["id"]["test"] != by_mode["fused"]["test"]
+    runs = runs_frame([record])
+    assert list(runs["label"]) == ["REG4Rec", "REG4Rec[score_mode=fused]", "REG4Rec[score_mode=id]"]
+    assert runs.set_index("label").loc["REG4Rec[score_mode=id]", "test_ndcg@10"] == by_mode["id"]["test"]["ndcg@10"]
