@@ -7,7 +7,8 @@
 
 Flags are RecBole's own run_recbole.py flags; any other ``--key=value`` overrides that config
 key (values typed as RecBole types them: 5, 1e-3, [5,10], True). Our models' default properties
-load before your config files. The test metrics end the output as a table.
+load before your config files. The output ends with the metrics as a table, the best model's
+checkpoint and the log file.
 """
 
 import argparse
@@ -61,6 +62,9 @@ def main(argv=None):
         return 2
     if result:  # None in a DDP worker group that reported nothing
         print(metrics_table({"best valid": result["best_valid_result"], "test": result["test_result"]}))
+        for name in ("checkpoint", "log_file"):
+            if result.get(name):
+                print(f"{name.replace('_', ' ')}: {result[name]}")
     return 0
 
 

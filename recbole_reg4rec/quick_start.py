@@ -11,6 +11,8 @@ checkpoint: it never unpickles code.
 
 from __future__ import annotations
 
+import logging
+
 import sys
 from collections.abc import MutableMapping
 from typing import Optional
@@ -61,6 +63,7 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
     best_valid_score, best_valid_result = trainer.fit(
         run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    logger.info(set_color("Test: the best model on the test split", "pink"))
     test_result = trainer.evaluate(run.test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
@@ -71,6 +74,9 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "checkpoint": trainer.saved_model_file if saved else None,
+        "log_file": next((h.baseFilename for h in logging.getLogger().handlers
+                          if isinstance(h, logging.FileHandler)), None),
     }
     if not config["single_spec"]:
         import torch.distributed as dist

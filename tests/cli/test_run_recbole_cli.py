@@ -25,6 +25,12 @@ def test_cli_runs_builtin_model_with_overrides(fast_sasrec_config):
     log = "\n".join(Path(p).read_text() for p in glob.glob("log/SASRec/*.log"))
     assert "epochs = 1" in log.replace("epochs = [1]", "epochs = 1") or "epochs: 1" in log
     assert "test result" in log
+    # the output ends with the metrics table and where the best model and the log are
+    tail = proc.stdout.strip().splitlines()
+    [checkpoint] = [line.split(": ", 1)[1] for line in tail if line.startswith("checkpoint: ")]
+    [log_file] = [line.split(": ", 1)[1] for line in tail if line.startswith("log file: ")]
+    assert Path(checkpoint).is_file() and checkpoint.endswith(".pth") and Path(log_file).read_text() == log
+    assert any("ndcg@10" in line for line in tail)
 
 
 def test_cli_unknown_model_is_a_short_error(workdir):
