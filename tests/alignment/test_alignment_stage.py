@@ -201,8 +201,11 @@ def test_stage2_from_a_stage1_checkpoint_tests_stage1_when_stage2_never_wins(mon
     assert any(not torch.equal(model2.state_dict()[k], v) for k, v in stage1_weights.items())  # stage 2 trained
     saved = torch.load(second.saved_model_file, weights_only=True)
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in stage1_weights.items())
-    # the final test reloads the stage-1 weights: the same ranking as stage 1's own model
-    assert second.evaluate(test2, load_best_model=True)["ndcg@5"] == first.evaluate(test2, load_best_model=False)["ndcg@5"]
+    # the final test reloads the stage-1 weights: the same ranking as stage 1's own model under the
+    # same inference settings (the second run chose its 'auto' ones on validation and stored them)
+    second_test = second.evaluate(test2, load_best_model=True)
+    model.configure_inference(**model2.inference_settings())
+    assert second_test["ndcg@5"] == first.evaluate(test2, load_best_model=False)["ndcg@5"]
 
 
 def test_one_fit_runs_both_stages_and_a_killed_stage2_resumes_in_stage2(monkeypatch, workdir):
