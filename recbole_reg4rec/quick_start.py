@@ -23,7 +23,7 @@ from recbole.utils import get_environment, get_flops, set_color
 
 from .compat.checkpoints import config_from_checkpoint, load_checkpoint, resume_file_for
 from .compat.distributed import without_ddp_runtime
-from .run import build_model, load_data, prepare_run, reset_logger, seed_everything, start_logging
+from .run import build_model, load_data, metrics_table, prepare_run, reset_logger, seed_everything, start_logging
 
 __all__ = ["load_data_and_model", "reset_logger", "run", "run_recbole", "run_recboles"]
 
@@ -67,8 +67,8 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
     test_result = trainer.evaluate(run.test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid and test results", "yellow") + ":\n"
+                + metrics_table({"best valid": best_valid_result, "test": test_result}))
     result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],

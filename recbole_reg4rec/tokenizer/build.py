@@ -12,7 +12,7 @@ import torch
 from .cache import SemanticIDCache, dataset_fingerprint
 from .diagnostics import TokenizerReport, make_report
 from .features import build_item_features, resolve_source
-from .mpq import train_mpq
+from .mpq import capped_epochs, train_mpq
 from .product import train_pq_kmeans
 from .residual import train_rq_kmeans
 from .semantic_ids import SemanticIDs
@@ -65,6 +65,10 @@ def _build(config, dataset, logger: logging.Logger):
             report.log(logger)
             return sem, report
 
+    n_items = dataset.item_num - 1
+    budget = f", up to {capped_epochs(settings, n_items)} epochs" if tokenizer == "mpq" else ""
+    logger.info(f"Tokenizer: {tokenizer} semantic IDs for {n_items} items "
+                f"({settings.n_codebooks} codebooks x {settings.codebook_size} codewords{budget})")
     started = time.perf_counter()
     features = build_item_features(dataset, settings, logger, source)
     feature_seconds = time.perf_counter() - started

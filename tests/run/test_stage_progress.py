@@ -1,4 +1,4 @@
-"""Each REG4Rec stage announces its budget and every epoch line says how far the stage is, how
+"""Each REG4Rec stage (tokenizer, stage 1, stage 2) announces its budget and every epoch line says how far the stage is, how
 long it has run and (an upper bound of) how long it may still take."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def test_a_short_run_logs_stage_budgets_and_epoch_progress(workdir):
     run_recbole(model="REG4Rec", dataset="toy", config_dict=config)
     [log_file] = (workdir / "log").rglob("*.log")  # RecBole's log file of the run (colours removed)
     text = log_file.read_text()
+    assert "Tokenizer: mpq semantic IDs for 100 items (3 codebooks x 8 codewords, up to 5 epochs)" in text
     assert "Stage 1: supervised training: up to 2 epochs (early stopping after 5 without improvement of ndcg@10)" in text
     assert "Stage 2: preference alignment (PARS): up to 1 epochs" in text
     assert re.search(r"epoch 0 training .*\| Stage 1: epoch 1/2, elapsed \d+s, ETA <= \d+s", text), text
