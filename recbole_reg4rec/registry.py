@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 def _find_properties_dir() -> Path:
     """``properties/`` of a source checkout / editable install, else the copy a regular
@@ -47,6 +47,16 @@ def property_file(relative: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"property file {relative!r} not found under {PROPERTIES_DIR}")
     return path
+
+
+def read_properties(relative: str) -> Dict[str, Any]:
+    """The settings of one of our property files, parsed exactly as RecBole's ``Config`` parses
+    it (its yaml dialect: ``1e-3`` is a float), so the values equal what ``config[key]`` holds."""
+    import yaml
+    from recbole.config import Config
+
+    with open(property_file(relative), encoding="utf-8") as f:
+        return yaml.load(f.read(), Loader=Config._build_yaml_loader(None)) or {}
 
 
 def register_model(model_class: type, property_files: Sequence[str] = (), name: str | None = None) -> None:

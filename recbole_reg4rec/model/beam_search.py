@@ -34,6 +34,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from ..registry import read_properties
 from .beam_candidates import DenseCandidates, GroupedCandidates, gather_paths
 from .catalogue_index import CatalogueIndex
 from .crss import codebook_confidence, select_codebooks
@@ -47,20 +48,29 @@ StepFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor
 NEG_INF = float("-inf")
 
 
+#: REG4Rec's settings (``properties/model/REG4Rec.yaml``), the defaults of :class:`BeamConfig`.
+_REG4REC = read_properties("model/REG4Rec.yaml")
+
+
 @dataclass
 class BeamConfig:
-    """Beam-search settings (see ``properties/model/REG4Rec.yaml`` for their meaning)."""
+    """Beam-search settings (see ``properties/model/REG4Rec.yaml`` for their meaning).
 
-    beam_size: int = 50
+    The model builds it from its config (``REG4Rec.beam_config()``); the defaults serve direct
+    callers. Those with a config key are read from REG4Rec.yaml; those whose key defaults to
+    ``auto`` there (chosen on validation) default to off, and ``reasoning_steps`` to 3.
+    """
+
+    beam_size: int = _REG4REC["beam_size"]
     reasoning_steps: int = 3
-    branch: int = 1
-    confidence: str = "max"
+    branch: int = _REG4REC["crss_beam_branch"]
+    confidence: str = _REG4REC["crss_confidence"]
     fixed_order: bool = False
-    corp: bool = True
-    reflection_threshold: float = 0.0
+    corp: bool = _REG4REC["corp_enabled"]
+    reflection_threshold: float = _REG4REC["reflection_threshold"]
     reflection_weight: float = 0.0
-    merge: bool = True
-    pool_factor: int = 2
+    merge: bool = _REG4REC["beam_merge"]
+    pool_factor: int = _REG4REC["beam_pool_factor"]
     fusion_weight: float = 0.0
     candidates: str = "grouped"  # "grouped" (sparse, used) or "dense" (reference masks, tests)
     block_items: int = 1 << 20  # most (path, item) pairs one tensor op of the grouped bookkeeping holds

@@ -19,12 +19,6 @@ from .ablations import _Ablation
 class TIGER(_Ablation):
     """TIGER baseline (see module docstring)."""
 
-    FIXED = {
-        "tokenizer": "rq",
-        "crss_enabled": False,
-        "corp_enabled": True,
-        "item_fusion_weight": 0.0,
-        "item_id_embedding": False,
-        "reflection_loss_weight": 0.0,
-        "pars_enabled": False,
-    }
+    # What defines TIGER is in properties/model/TIGER.yaml (read into FIXED); the size of its
+    # codes is a default there that a configuration may change.
+    TUNABLE = ("n_codebooks", "codebook_size")

@@ -1,7 +1,8 @@
 """Tokenizer hyper-parameters: read from a RecBole ``Config``, checked once, then passed around.
 
-Defaults mirror ``properties/tokenizer.yaml`` (a test keeps the two in sync), so a ``Config``
-built without that file still works. Every check names the config key and how to fix it.
+The defaults are ``properties/tokenizer.yaml``'s, read from that file when this module is
+imported (the file is the one place they are written), so a ``Config`` built without it still
+gets them. Every check names the config key and how to fix it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional
 
+from ..registry import read_properties
+
 TOKENIZERS = ("mpq", "rq", "pq")
 #: Keys where an explicit ``~`` means something (no cache; seed from ``seed``), not "use the default".
 NULLABLE = ("tokenizer_cache_dir", "tokenizer_seed")
 FEATURE_SOURCES = ("side_info", "collaborative", "hybrid")
+#: ``properties/tokenizer.yaml``: one key per field of :class:`TokenizerSettings`.
+DEFAULTS: Dict[str, Any] = read_properties("tokenizer.yaml")
 
 
 class TokenizerConfigError(ValueError):
@@ -21,26 +26,26 @@ class TokenizerConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TokenizerSettings:
-    tokenizer: str = "mpq"
-    n_codebooks: int = 4
-    codebook_size: int = 64
-    mpq_feature_source: str = "hybrid"
-    feature_dim: int = 64
-    collab_dim: int = 64
-    collab_history: int = 20
-    mpq_expert_hidden: int = 128
-    mpq_latent_dim: int = 32
-    mpq_beta: float = 0.25
-    mpq_orth_weight: float = 1.0
-    mpq_epochs: int = 150
-    mpq_max_steps: int = 4000
-    mpq_lr: float = 0.003
-    mpq_batch_size: int = 256
-    mpq_kmeans_init: bool = True
-    mpq_dead_code_restart: bool = True
-    mpq_resolve_collisions: bool = True
-    tokenizer_cache_dir: Optional[str] = "saved/semantic_ids"
-    tokenizer_seed: Optional[int] = None
+    tokenizer: str = DEFAULTS["tokenizer"]
+    n_codebooks: int = DEFAULTS["n_codebooks"]
+    codebook_size: int = DEFAULTS["codebook_size"]
+    mpq_feature_source: str = DEFAULTS["mpq_feature_source"]
+    feature_dim: int = DEFAULTS["feature_dim"]
+    collab_dim: int = DEFAULTS["collab_dim"]
+    collab_history: int = DEFAULTS["collab_history"]
+    mpq_expert_hidden: int = DEFAULTS["mpq_expert_hidden"]
+    mpq_latent_dim: int = DEFAULTS["mpq_latent_dim"]
+    mpq_beta: float = DEFAULTS["mpq_beta"]
+    mpq_orth_weight: float = DEFAULTS["mpq_orth_weight"]
+    mpq_epochs: int = DEFAULTS["mpq_epochs"]
+    mpq_max_steps: int = DEFAULTS["mpq_max_steps"]
+    mpq_lr: float = DEFAULTS["mpq_lr"]
+    mpq_batch_size: int = DEFAULTS["mpq_batch_size"]
+    mpq_kmeans_init: bool = DEFAULTS["mpq_kmeans_init"]
+    mpq_dead_code_restart: bool = DEFAULTS["mpq_dead_code_restart"]
+    mpq_resolve_collisions: bool = DEFAULTS["mpq_resolve_collisions"]
+    tokenizer_cache_dir: Optional[str] = DEFAULTS["tokenizer_cache_dir"]
+    tokenizer_seed: Optional[int] = DEFAULTS["tokenizer_seed"]
 
     @classmethod
     def from_config(cls, config: Any) -> "TokenizerSettings":

@@ -132,12 +132,15 @@ def test_explicit_null_cache_dir_disables_the_cache():
 
 
 def test_yaml_defaults_match_settings_defaults():
+    """Every key of tokenizer.yaml is a setting and every setting has its default there, with the
+    value and type a plain yaml parser reads (the settings read the file with RecBole's loader)."""
     with open(REPO / "properties" / "tokenizer.yaml") as f:
         from_yaml = yaml.safe_load(f)
     defaults = TokenizerSettings()
     assert set(from_yaml) == {f for f in defaults.__dataclass_fields__}
     for key, value in from_yaml.items():
-        assert getattr(defaults, key) == value, key
+        assert getattr(defaults, key) == value and type(getattr(defaults, key)) is type(value), key
+    defaults.validate()
 
 
 def test_semantic_ids_contract_accepts_tokenizer_output():
