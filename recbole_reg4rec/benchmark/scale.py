@@ -137,6 +137,7 @@ def build(name: str, data_path: Path, dataset: str, seed: int, eval_users: int, 
     cfg = dict(SHARED, data_path=str(data_path), seed=seed, eval_batch_size=eval_users, **extra)
     if name != "SASRec":
         cfg["tokenizer_cache_dir"] = str(data_path / "tokens")
+        cfg["crss_warmup_epochs"] = 0  # time training with CRSS order sampling on (past the warm-up)
     config = make_config(name, dataset, None, cfg)
     _, train, _, test = load_data(config)
     built = Built(name, config, None, train, next(iter(test))[0])
@@ -166,7 +167,6 @@ def time_training(models: Sequence[Built], n_batches: int) -> Dict[str, float]:
     for b in models:
         opt = torch.optim.Adam(b.model.parameters(), lr=1e-3)
         if b.name == "REG4Rec":
-            b.model._epoch = 10 ** 6  # past the CRSS warm-up: order sampling on
             settings = AlignmentSettings.from_config(b.config)
             attach_future_items(b.train._dataset, settings.msra_horizon)
             reference = copy.deepcopy(b.model).eval()
@@ -186,6 +186,8 @@ def time_training(models: Sequence[Built], n_batches: int) -> Dict[str, float]:
         steps[b.name] = (b, supervised)
     iters = {name: iter(b.train) for name, (b, _) in steps.items()}
     spent: Dict[str, List[float]] = {name: [] for name in steps}
+    for b, _ in steps.values():
+        b.model.train()  # an epoch starts (REG4Rec counts epochs: with warm-up 0, CRSS order sampling is on)
     for _ in range(n_batches):
         for name, (b, step) in steps.items():
             batch = next(iters[name])

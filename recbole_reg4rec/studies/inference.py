@@ -79,12 +79,12 @@ def study_checkpoint(model_file: str, verbose: bool = False) -> List[Dict]:
     trainer = build_trainer(config, model)
     metric = config["valid_metric"].lower()
     searched = ("score_mode", "item_fusion_weight", "reflection_weight", "reasoning_steps")
-    model.auto_inference = searched if model.item_head_enabled else searched[2:]
+    searched = searched if model.item_head_enabled else searched[2:]
 
     def validation_score() -> float:
         return float(trainer.evaluate(valid, load_best_model=False, show_progress=False)[metric])
 
-    chosen, trials = select_inference_settings(model, validation_score)
+    chosen, trials = select_inference_settings(model, validation_score, searched=searched)
     def test_row(name: str, valid_score: float, chosen_row: bool) -> Dict:
         trainer.last_first_codebook_report = None
         t = _metrics(trainer.evaluate(test, load_best_model=False, show_progress=False))

@@ -20,7 +20,7 @@ the earlier candidate. Nothing here sees the test split: the trainer passes its 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 FUSION_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 REFLECTION_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
@@ -28,9 +28,10 @@ REFLECTION_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 Candidate = Dict[str, Any]
 
 
-def score_candidates(model) -> List[Candidate]:
-    """Group 1 of the grid: score mode x ID-head weight, restricted to the ``auto`` settings."""
-    auto = set(model.auto_inference)
+def score_candidates(model, searched: Optional[Iterable[str]] = None) -> List[Candidate]:
+    """Group 1 of the grid: score mode x ID-head weight, restricted to the searched settings
+    (default: the model's ``auto`` ones)."""
+    auto = set(model.auto_inference if searched is None else searched)
     if "score_mode" in auto:  # blend is tried afterwards, at the w fused chose (see select_inference_settings)
         modes = ["id", "fused", "tokens"] if model.item_head_enabled else ["tokens"]
     else:
@@ -46,12 +47,13 @@ def score_candidates(model) -> List[Candidate]:
 
 
 def select_inference_settings(
-    model, evaluate: Callable[[], float], logger: logging.Logger = None
+    model, evaluate: Callable[[], float], logger: logging.Logger = None, searched: Optional[Iterable[str]] = None
 ) -> Tuple[Dict[str, Any], List[Tuple[Candidate, float]]]:
-    """Choose the ``auto`` settings of ``model`` by ``evaluate()`` (the validation score of the
-    model as currently configured); returns the chosen settings and every (candidate, score)."""
+    """Choose the ``auto`` settings of ``model`` (or the ``searched`` ones, e.g. every setting in a
+    study) by ``evaluate()`` (the validation score of the model as currently configured); returns
+    the chosen settings and every (candidate, score)."""
     logger = logger or logging.getLogger()
-    auto = set(model.auto_inference)
+    auto = set(model.auto_inference if searched is None else searched)
     chosen: Dict[str, Any] = {}
     trials: List[Tuple[Candidate, float]] = []
 
@@ -73,7 +75,7 @@ def select_inference_settings(
         model.configure_inference(**chosen)
 
     if auto & {"score_mode", "item_fusion_weight"}:
-        best_of(score_candidates(model))
+        best_of(score_candidates(model, auto))
         if "score_mode" in auto and chosen.get("score_mode") == "fused":
             best_of([{"score_mode": "fused"}, {"score_mode": "blend"}])
     searches = model.score_mode != "id"
