@@ -110,6 +110,26 @@ def test_readme_command_names_existing_script_and_flags(argv):
         )
 
 
+#: README commands cheap enough to run verbatim here (the others are run at tiny sizes by the tests of
+#: their own command, and here only answer --help)
+CHEAP = ("pars-sweep-report", "--clean")
+
+
+@pytest.mark.parametrize("argv", [c for c in COMMANDS if any(word in c for word in CHEAP)],
+                         ids=lambda c: " ".join(c)[:60])
+def test_cheap_readme_commands_run_as_written(argv, tmp_path):
+    """Run from the repository (paths in the command are relative to it), globs expanded as a shell
+    would; the cache cleaner works on an empty cache folder of its own."""
+    import glob
+
+    args = [a for word in argv for a in (sorted(glob.glob(word, root_dir=ROOT)) if set(word) & set("*?") else [word])]
+    if "--clean" in args:
+        args.append(f"--tokenizer_cache_dir={tmp_path}")
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip(), "the command printed nothing"
+
+
 def test_readme_defaults_equal_the_yaml():
     values: Dict[str, object] = {}
     for path in DEFAULT_FILES:
