@@ -80,11 +80,12 @@ class EncodedContext:
     mem_kv: List[Tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: keys, values [B, nh, T, dh]
     mem_mask: torch.Tensor  # [B, T] bool, True on real history positions
     last: torch.Tensor  # [B, H] state at the last history position
+    items: Optional[torch.Tensor] = None  # [N, H] the item table the encoder read (shared by every user)
 
     def select(self, rows: slice) -> "EncodedContext":
         """The context of a slice of users."""
         return EncodedContext(
-            [(k[rows], v[rows]) for k, v in self.mem_kv], self.mem_mask[rows], self.last[rows]
+            [(k[rows], v[rows]) for k, v in self.mem_kv], self.mem_mask[rows], self.last[rows], self.items
         )
 
 
@@ -366,13 +367,14 @@ class REG4Rec(SequentialRecommender):
     def encode(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> EncodedContext:
         """Encode histories ``item_seq [B, T]`` (lengths ``[B]``) once for all their paths."""
         position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        input_emb = self.item_table()[item_seq] + self.position_embedding(position_ids).unsqueeze(0)  # [B, T, H]
+        items = self.item_table()  # [N, H], kept in the context: the ID head reads it again
+        input_emb = items[item_seq] + self.position_embedding(position_ids).unsqueeze(0)  # [B, T, H]
         input_emb = self.dropout(self.LayerNorm(input_emb))
         attention_mask = self.get_attention_mask(item_seq)
         output = self.trm_encoder(input_emb, attention_mask, output_all_encoded_layers=True)[-1]  # [B, T, H]
         last = self.gather_indexes(output, item_seq_len - 1)  # [B, H]
         mem_mask = torch.arange(item_seq.size(1), device=item_seq.device) < item_seq_len.unsqueeze(1)  # [B, T]
-        return EncodedContext(self.decoder.memory_kv(output), mem_mask, last)
+        return EncodedContext(self.decoder.memory_kv(output), mem_mask, last, items)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """The user state at the last history position, ``[B, H]`` (as SASRec's forward)."""
@@ -543,7 +545,8 @@ class REG4Rec(SequentialRecommender):
         """Item-level log-probabilities ``[B, N]`` of the ID head (None when it is not trained)."""
         if not self.item_head_enabled:
             return None
-        logits = ctx.last @ self.item_table().t()
+        # the encoder's table: one [N, H] build per batch, not one per chunk of users (N-sized work)
+        logits = ctx.last @ (ctx.items if ctx.items is not None else self.item_table()).t()
         logits[:, 0] = float("-inf")
         return torch.log_softmax(logits, dim=-1)
 
