@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time

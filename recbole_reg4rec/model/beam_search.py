@@ -240,7 +240,7 @@ def corp_beam_search(
         :class:`BeamResult`.
     """
     device = index.device
-    m, n, big_k = index.n_codebooks, index.n_items, cfg.beam_size
+    m, big_k = index.n_codebooks, cfg.beam_size
     b = n_users
     cb = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # [B, K, S]
     tok = torch.zeros_like(cb)

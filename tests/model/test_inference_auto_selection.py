@@ -4,7 +4,6 @@ stored in the checkpoint; the test split is never read while choosing."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
