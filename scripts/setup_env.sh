@@ -14,6 +14,12 @@
 # recbole is installed without its declared dependencies and we install its real runtime needs
 # ourselves (setup.cfg's install_requires). recbole goes in last: pip then has no installed
 # package whose stale pin it could report while resolving ours. `pip check` still lists the pin.
+#
+# The installs go through uv (`pip install uv` into the venv first): it resolves the same versions
+# as pip from the same sources about 8x faster (13 s vs 109 s for this project on 2 cores), which
+# is most of a fresh CI run's set-up. uv does not read pip's configuration, so the pip settings
+# that choose sources (index-url, extra-index-url, find-links, constraint, cert) are handed to it;
+# USE_UV=0, or any failure of uv, falls back to plain pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +34,41 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 
+# one of pip's source settings, for uv: its PIP_* variable, else pip's config files (empty: not set)
+pip_setting() {
+    local var="PIP_$(echo "$1" | tr 'a-z-' 'A-Z_')"
+    if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+    "$VENV/bin/python" -m pip config get "global.$1" 2>/dev/null | tr '\n' ' ' || true
+}
+use_uv() {
+    [ "${USE_UV:-1}" = "1" ] || return 1
+    [ -x "$VENV/bin/uv" ] || $PIP install uv >/dev/null 2>&1 || return 1
+    local value
+    value="$(pip_setting index-url)"; [ -z "$value" ] || export UV_INDEX_URL="${UV_INDEX_URL:-${value% }}"
+    value="$(pip_setting extra-index-url)"; [ -z "$value" ] || export UV_EXTRA_INDEX_URL="${UV_EXTRA_INDEX_URL:-${value% }}"
+    value="$(pip_setting find-links)"; [ -z "$value" ] || export UV_FIND_LINKS="${UV_FIND_LINKS:-${value% }}"
+    value="$(pip_setting constraint)"; [ -z "$value" ] || export UV_CONSTRAINT="${UV_CONSTRAINT:-${value% }}"
+    value="$(pip_setting cert)"; [ -z "$value" ] || export SSL_CERT_FILE="${SSL_CERT_FILE:-${value% }}"
+    # pip takes the best version over all sources; uv's default stops at the first index that has the package
+    export UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}"
+    return 0
+}
+# install ARGS... with uv when it works, else with pip
+install() {
+    if [ "$UV_OK" = "1" ] && "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" "$@"; then
+        return 0
+    fi
+    [ "$UV_OK" = "1" ] && echo "[setup] uv failed; installing with pip instead"
+    $PIP install "$@"
+}
+UV_OK=0
+if use_uv; then UV_OK=1; echo "[setup] installing with uv $("$VENV/bin/uv" --version | cut -d' ' -f2)"; fi
+
 # torch first: anything that pulls torch unpinned would otherwise fetch a multi-GB CUDA build.
 echo "[setup] installing $TORCH_SPEC${TORCH_INDEX:+ from $TORCH_INDEX}"
-$PIP install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$TORCH_SPEC"
+install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$TORCH_SPEC"
 echo "[setup] installing recbole_reg4rec and its dependencies (RecBole's real runtime needs, ray[tune])"
-$PIP install -e ".[test]"
+install -e ".[test]"
 echo "[setup] installing recbole==1.2.1 (without its stale pins)"
-$PIP install --no-deps "recbole==1.2.1"
+install --no-deps "recbole==1.2.1"
 "$VENV/bin/python" -c "import recbole_reg4rec, torch, numpy, pandas, ray; print('[setup] ok: recbole_reg4rec', recbole_reg4rec.__version__, '| torch', torch.__version__, '| numpy', numpy.__version__, '| pandas', pandas.__version__, '| ray', ray.__version__)"

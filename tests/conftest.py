@@ -13,6 +13,14 @@ from tiny_config import tiny_config
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one pytest-xdist worker per core: one torch thread each (and in the processes tests start),
+    # or the workers' thread pools fight over the same cores
+    import torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
