@@ -55,11 +55,8 @@ AUTO = "auto"
 #: ``blend``  every item by w * log p_ID + its token score (the beam's for reached items, the
 #:            first-step token score for the others), so the ID head can recover the beam's misses;
 #: ``tokens`` token scores alone (beam-reached items first, no ID head);
-#: ``id``     the item-ID head alone (``item_log_prior``), no reasoning;
-#: ``mixture`` every item by its probability under a mixture over the beam's reasoning paths:
-#:            ``log sum_k pi_k softmax(item logits after path k)`` with ``pi`` the paths' posterior
-#:            (needs ``path_item_loss_weight`` > 0, which trains the path-conditioned item head).
-SCORE_MODES = ("fused", "blend", "tokens", "id", "mixture")
+#: ``id``     the item-ID head alone (``item_log_prior``), no reasoning.
+SCORE_MODES = ("fused", "blend", "tokens", "id")
 #: Settings that act at inference only (one trained model serves every value).
 INFERENCE_KEYS = ("score_mode", "item_fusion_weight", "reflection_weight", "reflection_threshold", "reasoning_steps")
 #: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
@@ -125,7 +122,6 @@ class REG4Rec(SequentialRecommender):
         self.item_head_enabled = config["item_fusion_weight"] != 0
         self.item_loss_weight = float(config["item_loss_weight"])
         self.reflection_loss_weight = float(config["reflection_loss_weight"])
-        self.path_item_loss_weight = float(config["path_item_loss_weight"] or 0.0)
         # CRSS
         self.crss_enabled = bool(config["crss_enabled"])
         self.crss_confidence = config["crss_confidence"]
@@ -187,8 +183,6 @@ class REG4Rec(SequentialRecommender):
         )
         self.heads = CodebookHeads(self.n_codebooks, h, self.token_temperature)
         self.reflection_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
-        # built only when trained: models without it keep their parameters (and initial weights) unchanged
-        self.path_item_head = nn.Linear(h, h) if self.path_item_loss_weight > 0 else None
         self._epoch = -1
         self._index: Optional[CatalogueIndex] = None
         self._index_key = None
@@ -271,11 +265,6 @@ class REG4Rec(SequentialRecommender):
             raise ValueError(
                 f"score_mode={mode!r} needs the item-ID head, but item_fusion_weight = 0 (head not trained): "
                 f"train with item_fusion_weight > 0 or use score_mode 'tokens'"
-            )
-        if mode == "mixture" and self.path_item_head is None:
-            raise ValueError(
-                "score_mode='mixture' needs the path-conditioned item head, but path_item_loss_weight = 0 "
-                "(head not trained): train with path_item_loss_weight > 0 or use another score mode"
             )
         for key, low in (("item_fusion_weight", 0.0), ("reflection_weight", 0.0)):
             value = new[key]
@@ -546,23 +535,10 @@ class REG4Rec(SequentialRecommender):
             refl = self.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, 2, M]
             labels = torch.stack([torch.ones_like(neg_labels), neg_labels], dim=1)
             loss = loss + self.reflection_loss_weight * F.binary_cross_entropy_with_logits(refl, labels)
-        items = ctx.items if ctx.items is not None else self.item_table()  # [N, H]
         if self.item_head_enabled and self.item_loss_weight > 0:
-            item_logits = ctx.last @ items.t()  # [B, N]
+            item_logits = ctx.last @ self.item_table().t()  # [B, N]
             loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
-        if self.path_item_head is not None:
-            # after every reasoning step of the target's path, the state scores every item
-            path_logits = self.path_item_logits(states[:, 0, 1:], items)  # [B, M, N]
-            path_ce = F.cross_entropy(path_logits.reshape(b * m, -1), pos_items.repeat_interleave(m))
-            loss = loss + self.path_item_loss_weight * path_ce
         return loss
-
-    def path_item_logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Item logits after a reasoning path: ``states [..., H]`` (decoder states after the path),
-        ``items [N, H]`` (the item table) -> ``[..., N]`` (padding item -inf)."""
-        logits = self.path_item_head(states) @ items.t()
-        logits[..., 0] = float("-inf")
-        return logits
 
     # ---- inference ----------------------------------------------------------------------------
     def item_log_prior(self, ctx: EncodedContext) -> Optional[torch.Tensor]:
@@ -611,8 +587,6 @@ class REG4Rec(SequentialRecommender):
         prior = self.item_log_prior(ctx)
         if self.score_mode == "id":
             return prior.gather(1, items.unsqueeze(1)).squeeze(1)
-        if self.score_mode == "mixture":  # a mixture over the beam's paths: score every item, read the asked ones
-            return self._rank_chunk(ctx).gather(1, items.unsqueeze(1)).squeeze(1)
         score = self.path_scores(ctx, items)
         if self.score_mode in ("fused", "blend"):
             score = score + self.item_fusion_weight * prior.gather(1, items.unsqueeze(1)).squeeze(1)
@@ -656,8 +630,6 @@ class REG4Rec(SequentialRecommender):
             return scores
         result, prior, fallback = self.beam_search(ctx)
         self._count_first_codebooks(result)
-        if self.score_mode == "mixture":
-            return self.mixture_scores(ctx, result)
         token_score = result.item_scores  # [B, N], -inf = not reached
         if self.score_mode == "tokens":
             return rank_beam_first(token_score, fallback)
@@ -666,23 +638,6 @@ class REG4Rec(SequentialRecommender):
             return rank_beam_first(token_score + w * prior, fallback + w * prior)
         # blend: one scale for every item, so the ID head can lift an item the beam missed
         scores = w * prior + torch.where(torch.isfinite(token_score), token_score, fallback)
-        scores[:, 0] = float("-inf")
-        return scores
-
-    def mixture_scores(self, ctx: EncodedContext, result: BeamResult) -> torch.Tensor:
-        """``log sum_k pi_k p(item | path k)`` over the K final beam paths of each user ``[B, N]``.
-
-        ``pi = softmax(path scores)`` is the search's posterior over its paths (dead paths get 0);
-        ``p(item | path)`` is the softmax of :meth:`path_item_logits` after the path's L steps, so
-        every item is scored, reached by a path or not.
-        """
-        states = self.decode(ctx, result.codebooks, result.tokens, last_only=True)[:, :, -1]  # [B, K, H]
-        alive = torch.isfinite(result.path_scores)  # [B, K]
-        alive |= ~alive.any(dim=1, keepdim=True)  # a user whose paths all died: every path weighs alike
-        log_pi = torch.log_softmax(result.path_scores.masked_fill(~alive, -1e9), dim=1).masked_fill(~alive, float("-inf"))
-        items = ctx.items if ctx.items is not None else self.item_table()
-        log_p = torch.log_softmax(self.path_item_logits(states, items), dim=-1)  # [B, K, N]
-        scores = torch.logsumexp(log_pi.unsqueeze(-1) + log_p, dim=1)  # [B, N]
         scores[:, 0] = float("-inf")
         return scores
 

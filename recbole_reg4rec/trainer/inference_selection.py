@@ -34,8 +34,6 @@ def score_candidates(model, searched: Optional[Iterable[str]] = None) -> List[Ca
     auto = set(model.auto_inference if searched is None else searched)
     if "score_mode" in auto:  # blend is tried afterwards, at the w fused chose (see select_inference_settings)
         modes = ["id", "fused", "tokens"] if model.item_head_enabled else ["tokens"]
-        if model.path_item_head is not None:
-            modes.append("mixture")
     else:
         modes = [model.score_mode]
     weights = FUSION_WEIGHTS if "item_fusion_weight" in auto else (model.item_fusion_weight,)
