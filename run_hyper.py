@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 
 def parse_args(argv=None):
@@ -64,22 +65,10 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    # every other flag has the name of the SweepSettings field it sets
+    flags = {f.name: getattr(args, f.name) for f in fields(SweepSettings) if f.name not in ("config_files", "overrides")}
     settings = SweepSettings(
-        model=args.model,
-        dataset=args.dataset,
-        params_file=args.params_file,
-        output=args.output,
-        config_files=args.config_files.split() if args.config_files else [],
-        overrides=overrides,
-        num_samples=args.num_samples,
-        scheduler=args.scheduler,
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        address=args.address,
-        num_cpus=args.num_cpus,
-        ray_temp_dir=args.ray_temp_dir,
+        **flags, config_files=args.config_files.split() if args.config_files else [], overrides=overrides
     )
     try:
         prepared = prepare(settings)

@@ -45,17 +45,8 @@ def main(argv=None):
 
     try:
         parse_overrides(args.overrides)  # a stray argument is an error here, not a warning inside RecBole
-        result = run(
-            args.model,
-            args.dataset,
-            config_file_list=config_file_list,
-            nproc=args.nproc,
-            world_size=args.world_size,
-            ip=args.ip,
-            port=args.port,
-            group_offset=args.group_offset,
-            resume=args.resume,
-        )
+        launch = {name: getattr(args, name) for name in ("nproc", "world_size", "ip", "port", "group_offset", "resume")}
+        result = run(args.model, args.dataset, config_file_list=config_file_list, **launch)
     except (ValueError, FileNotFoundError, CorruptCheckpointError, UnsafeCheckpointError) as err:
         # Configuration and data errors carry an actionable message; a traceback adds nothing.
         print(f"error: {err}", file=sys.stderr)
