@@ -10,7 +10,11 @@ inference only, so one trained model per seed serves the whole study. For each c
    (``fused``, w = 4, no reflection, L = M) and token scores alone; the inference-only ablations
    at the best searched setting (no prior steering = REG4Rec_woSteering, plain beam =
    REG4Rec_woCORP); plus the share of users whose first CRSS codebook differs from the most
-   common one.
+   common one;
+4. complementarity (:func:`complementarity`): does the token model know anything the ID head does
+   not? NDCG@10 of ``w * log p_ID + token score`` (no prior steering, every item scored) at every w
+   of the auto grid, on validation *and* test — a diagnostic of the same weights, never a choice —
+   and the shares of users whose target only one of the two rankers puts in its top 10.
 
     # checkpoints you already have (one per seed)
     python reg4rec.py inference-study --model_files saved/REG4Rec-A.pth --output results/inference-ml-100k
@@ -18,7 +22,7 @@ inference only, so one trained model per seed serves the whole study. For each c
     python reg4rec.py inference-study --seeds 3 --train_output runs/stage1 --output results/inference-ml-100k
 
 Writes ``trials.csv`` (checkpoint, seed, settings, valid/test NDCG@10 and Recall@10, chosen flag),
-``summary.md`` (per seed: chosen settings and their test numbers beside the controls; mean ± std
+``complementarity.csv`` (checkpoint, seed, split, one NDCG@10 column per ranker), ``summary.md`` (per seed: chosen settings and their test numbers beside the controls; mean ± std
 over seeds when there are several) and prints the summary. Not a unit test.
 """
 
@@ -112,6 +116,73 @@ def study_checkpoint(model_file: str, verbose: bool = False) -> List[Dict]:
     return rows
 
 
+def _ndcg_at(scores, positives, k: int):
+    """Per-user NDCG@k of one held-out item each: ``scores [B, N]``, ``positives [B]`` -> ``[B]``."""
+    import torch
+
+    rank = (scores > scores.gather(1, positives.unsqueeze(1))).sum(1)  # items strictly above the target
+    return torch.where(rank < k, 1.0 / torch.log2(rank.double() + 2), torch.zeros_like(rank, dtype=torch.double))
+
+
+def complementarity(model, data, k: int = 10) -> Dict[str, float]:
+    """NDCG@k on ``data`` (a full-sort split) of the ID head, of the token scores (beam-reached items
+    by their beam score, the others by the first-step fallback, searched without prior steering) and of
+    ``w * log p_ID + token score`` for every w of the auto grid; ``only_id`` / ``only_tokens``: shares
+    of users whose target only that ranker puts in its top k."""
+    import math
+
+    import torch
+
+    from ..trainer.inference_selection import FUSION_WEIGHTS
+
+    previous = model.configure_inference(score_mode="tokens")  # the search reads token scores only
+    ids, tokens, targets = [], [], []
+    try:
+        with torch.no_grad():
+            for interaction, history, _, positives in data:
+                ctx = model.encode(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+                result, _, fallback = model.beam_search(ctx)
+                token_score = torch.where(torch.isfinite(result.item_scores), result.item_scores, fallback)
+                log_p = model.item_log_prior(ctx)
+                for scores in (token_score, log_p):
+                    if history is not None:  # RecBole's full-sort masking of already seen items
+                        scores[history[0], history[1]] = -math.inf
+                    scores[:, 0] = -math.inf
+                tokens.append(token_score)
+                ids.append(log_p)
+                targets.append(positives)
+    finally:
+        model.configure_inference(**previous)
+    log_p, token_score, target = torch.cat(ids), torch.cat(tokens), torch.cat(targets)
+    by_id, by_tokens = _ndcg_at(log_p, target, k), _ndcg_at(token_score, target, k)
+    row = {"id": by_id.mean().item(), "tokens": by_tokens.mean().item()}
+    for w in FUSION_WEIGHTS:
+        row[f"w={w:g}"] = _ndcg_at(w * log_p + token_score, target, k).mean().item()
+    row["only_id"] = ((by_id > 0) & (by_tokens == 0)).double().mean().item()
+    row["only_tokens"] = ((by_tokens > 0) & (by_id == 0)).double().mean().item()
+    return row
+
+
+def complementarity_rows(model_file: str) -> List[Dict]:
+    """:func:`complementarity` of one checkpoint on its validation and test splits."""
+    from ..quick_start import load_data_and_model
+
+    config, model, _, _, valid, test = load_data_and_model(model_file, overrides={"state": "WARNING"})
+    model.eval()
+    return [{"model_file": model_file, "seed": config["seed"], "split": name, **complementarity(model, data)}
+            for name, data in (("valid", valid), ("test", test))]
+
+
+def complementarity_markdown(rows: List[Dict]) -> str:
+    columns = [k for k in rows[0] if k not in ("model_file", "seed", "split")]
+    lines = ["## Complementarity: ID head + w x token score (diagnostic of the same weights; nothing chosen here)", "",
+             "NDCG@10; `only_id` / `only_tokens`: share of users whose target only that ranker has in its top 10.", "",
+             "| seed | split | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {r['split']} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def summary_markdown(rows: List[Dict]) -> str:
     seeds = sorted({r["seed"] for r in rows})
     lines = [f"# Inference settings chosen on validation ({len(seeds)} seed(s): {', '.join(map(str, seeds))})", "",
@@ -149,14 +220,16 @@ def inference_study_command(args: Namespace) -> int:
         return 2
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, blends = [], []
     for model_file in files:
         rows += study_checkpoint(model_file, args.verbose)
-        with open(out / "trials.csv", "w", newline="") as f:  # rewritten after every checkpoint
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    text = summary_markdown(rows)
+        blends += complementarity_rows(model_file)
+        for name, table in (("trials.csv", rows), ("complementarity.csv", blends)):  # rewritten per checkpoint
+            with open(out / name, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(table[0]))
+                writer.writeheader()
+                writer.writerows(table)
+    text = summary_markdown(rows) + "\n" + complementarity_markdown(blends)
     (out / "summary.md").write_text(text, encoding="utf-8")
     print(text)
     return 0
