@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tiny_models import build_tiny
 from recbole_reg4rec.run import build_trainer
