@@ -28,12 +28,14 @@ def tiny(monkeypatch, workdir):
 def test_stage2_epochs_run_through_recbole_train_epoch_with_the_pars_loss(tiny, monkeypatch):
     model, train, _ = tiny
     trainer = REG4RecTrainer(train.config, model)
-    calls = []
+    calls, adam_steps = [], []
     recbole_train_epoch = Trainer._train_epoch
 
     def spy(self, data, epoch_idx, loss_func=None, show_progress=False):
         calls.append((epoch_idx, loss_func, data))
-        return recbole_train_epoch(self, data, epoch_idx, loss_func, show_progress)
+        result = recbole_train_epoch(self, data, epoch_idx, loss_func, show_progress)
+        adam_steps.append(int(self.optimizer.state[next(self.model.parameters())]["step"]))
+        return result
 
     monkeypatch.setattr(Trainer, "_train_epoch", spy)
     modes = []
@@ -49,7 +51,8 @@ def test_stage2_epochs_run_through_recbole_train_epoch_with_the_pars_loss(tiny, 
     assert [(e, f is None) for e, f, _ in calls] == [(0, True), (1, False), (2, False)]
     for _, loss_func, data in calls[1:]:
         assert isinstance(data, AlignmentEpoch) and loss_func == data.loss  # the epoch's own loss, bound
-        assert data.n_updates == len(train) * 3 == len(data)  # one optimizer update per visit
+        assert data.n_updates == len(train) * 3 == len(data)  # three visits per batch
+    assert adam_steps[1:] == [len(train) * 3, len(train) * 6]  # one optimizer update per visit (stage 2's optimizer)
     # dropout off while sampling and updating, and an alignment epoch is no supervised epoch: the
     # model's counter (CRSS warm-up) stays where stage 1 left it, although RecBole calls model.train()
     assert modes and set(modes) == {(False, 0)}
