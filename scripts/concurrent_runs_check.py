@@ -13,8 +13,8 @@ weights equal its lone run's, and counts the checkpoints, log files and tensorbo
 ``--same_stamp`` (the default) pins RecBole's time stamp to one value in every process, so the
 names would collide even when the processes reach their trainers in different seconds: the
 worst case, not a lucky timing. Exit status 0 when every run kept its own files and results.
-Synthetic data and tiny sizes as in the crash-safety tests (``tests/kill_points.py``);
-SASRec (default) or REG4Rec (``--model REG4Rec``, both stages).
+Seconds-long runs on a 30-user synthetic set (:mod:`recbole_reg4rec.utils.synthetic`), the sizes
+of the crash-safety tests; SASRec (default) or REG4Rec (``--model REG4Rec``, both stages).
 """
 
 from __future__ import annotations
@@ -30,17 +30,52 @@ from pathlib import Path
 from typing import Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # kill_points.py, synthetic.py
+sys.path.insert(0, str(REPO))  # recbole_reg4rec, when the package is not installed
 
 #: RecBole's time stamp in every run when ``--same_stamp`` is on
 PINNED_STAMP = "Jan-01-2026_00-00-00"
 
+#: a seconds-long run (REG4Rec: both stages) on the synthetic set ``tiny``
+TINY_RUN: Dict = {
+    "MAX_ITEM_LIST_LENGTH": 8,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "show_progress": False,
+    "reproducibility": True,
+    "use_gpu": False,
+    "epochs": 3,
+    "stopping_step": 10,
+    "train_batch_size": 64,
+    "eval_batch_size": 100000,
+    "metrics": ["Recall", "NDCG"],
+    "topk": [5],
+    "valid_metric": "NDCG@5",
+    "state": "WARNING",
+    # REG4Rec: tokenizer, decoding and alignment at tiny sizes
+    "beam_size": 10,
+    "crss_warmup_epochs": 1,
+    "n_codebooks": 3,
+    "codebook_size": 4,
+    "mpq_feature_source": "side_info",
+    "feature_dim": 8,
+    "mpq_expert_hidden": 16,
+    "mpq_latent_dim": 8,
+    "mpq_epochs": 3,
+    "pars_epochs": 2,
+    "pars_group_size": 4,
+    "msra_horizon": 2,
+}
+
 
 def run_config(root: Path, model: str, seed: int) -> Dict:
-    """The crash-safety tests' seconds-long config (``tests/kill_points.py``) under ``root``."""
-    from kill_points import tiny_config
+    """:data:`TINY_RUN` with ``seed`` on the synthetic set written under ``root``."""
+    from recbole_reg4rec.utils.synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
-    config = tiny_config(root, seed=seed)
+    write_synthetic_dataset(root / "data", "tiny", n_users=30, n_items=24, n_clusters=3)
+    config = dict(TINY_RUN, load_col=SYNTHETIC_LOAD_COL, seed=seed, data_path=str(root / "data"),
+                  tokenizer_cache_dir=str(root / "tokens"), checkpoint_dir=str(root / "saved"))
     if model == "SASRec":
         config["train_neg_sample_args"] = None  # (SASRec ignores the REG4Rec settings)
     return config
@@ -52,9 +87,10 @@ def worker(root: Path, model: str, config_file: Path, same_stamp: bool) -> Dict:
     import torch
 
     torch.set_num_threads(1)  # the same float arithmetic as its lone run
-    import recbole_reg4rec  # noqa: F401
     import recbole.trainer.trainer as recbole_trainer
+
     from recbole_reg4rec.quick_start import run_recbole
+    from recbole_reg4rec.run import argv_cleared
 
     if same_stamp:
         recbole_trainer.get_local_time = lambda: PINNED_STAMP
@@ -72,7 +108,8 @@ def worker(root: Path, model: str, config_file: Path, same_stamp: bool) -> Dict:
         captured["trainer"] = self
 
     recbole_trainer.Trainer.__init__ = init
-    result = run_recbole(model=model, dataset="tiny", config_dict=config)
+    with argv_cleared():  # run_recbole reads --key=value from the command line, as RecBole's; ours are not config
+        result = run_recbole(model=model, dataset="tiny", config_dict=config)
     trainer = captured["trainer"]
     return {
         "seed": config["seed"],
@@ -176,7 +213,6 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config keys
         print(json.dumps(worker(args.root, args.model, args.config, args.same_stamp)))
         return 0
     summary = check(args.output.resolve(), args.runs, args.model, args.seed, args.same_stamp)

@@ -3,7 +3,7 @@
 Every patch is one row of :data:`PATCHES` (target in RecBole, defect, our fix), the one list of
 them; the table is appended to this docstring below. They are applied once by
 ``import recbole_reg4rec``, through one helper, :func:`apply`, which installs the rows in order. That order is also the nesting where two fixes wrap the
-same method: ``Trainer.fit`` / ``Trainer.evaluate`` are wrapped by :mod:`.checkpoints` first
+same method: ``Trainer.__init__`` / ``fit`` / ``evaluate`` are wrapped by :mod:`.checkpoints` first
 (inside), then by :mod:`.distributed` (outside), whatever the import order of the modules.
 Only RecBole defects live here; version differences of Ray are in
 :mod:`recbole_reg4rec.tuning.ray_compat` (they patch nothing).
@@ -36,10 +36,10 @@ PATCHES = (
     Patch("Config._set_default_parameters", "values of the wrong type accepted, failing late", config_checks),
     Patch("Config._set_default_parameters", "CE loss with the default negative sampling refused out of the box",
           loss_defaults),
-    Patch("Trainer._save_checkpoint / resume_checkpoint / fit / evaluate", "pickled Config (no weights_only load), "
-          "no RNG state, no per-epoch resume point", checkpoints),
+    Patch("Trainer.__init__ / _save_checkpoint / resume_checkpoint / fit / evaluate", "pickled Config (no "
+          "weights_only load), no RNG state, no per-epoch resume point, one checkpoint name per second", checkpoints),
     Patch("recbole.data.utils.pickle", "unpickles any dataset / dataloader file planted under saved/", safe_pickles),
-    Patch("Config._init_device, AbstractTrainer.__init__, Trainer.fit / evaluate, ensure_dir",
+    Patch("Config._init_device, AbstractTrainer.__init__, Trainer.__init__ / fit / evaluate, ensure_dir",
           "DDP assumes CUDA (nccl); ranks race on checkpoint names and folders", distributed),
 )
 

@@ -42,12 +42,12 @@ import pickle
 import random
 import re
 import secrets
-import sys
 from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
 
+from ..run import make_config  # its argv guard: a rebuilt config never reads sys.argv
 from ..utils.atomic import atomic_open
 
 CHECKPOINT_FORMAT = "recbole_reg4rec.checkpoint/1"
@@ -322,17 +322,6 @@ def best_checkpoint_path(last_file: str) -> str:
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(last_file))), os.path.basename(last_file))
 
 
-@contextlib.contextmanager
-def _without_command_line():
-    """RecBole's Config parses ``--key=value`` from sys.argv; a rebuilt config must not."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 def config_from_checkpoint(checkpoint: Mapping, overrides: Optional[dict] = None):
     """Rebuild the ``Config`` a checkpoint was trained with.
 
@@ -349,8 +338,7 @@ def config_from_checkpoint(checkpoint: Mapping, overrides: Optional[dict] = None
         return stored
     config_dict = dict(stored["external"])
     config_dict.update(overrides or {})
-    with _without_command_line():
-        return Config(model=stored["model"], dataset=stored["dataset"], config_dict=config_dict)
+    return make_config(stored["model"], stored["dataset"], config_dict=config_dict)
 
 
 def save_checkpoint(state: dict, path: str, exclusive: bool = False) -> None:

@@ -10,18 +10,19 @@ RecBole 1.2.1 assumes GPUs whenever it runs distributed:
   but only rank 0 writes it, so another rank may load a file that does not exist, or one rank 0 has not
   written yet, when it evaluates the best model;
 * ``ensure_dir`` checks then creates a folder, so two ranks creating ``saved/`` or ``log/``
-  at once crash with ``FileExistsError``;
-* gradients are averaged across ranks only by the trick in RecBole's own ``_train_epoch``
-  (``set_reduce_hook`` + ``sync_grad_loss``); a trainer with its own loop (our alignment
-  stage) would silently train a different model on every rank.
+  at once crash with ``FileExistsError``.
 
 :func:`install` keeps RecBole's behaviour on CUDA (nccl, one GPU per rank) and, when CUDA is
 unavailable or ``gpu_id`` is empty, uses the ``gloo`` backend on the CPU instead. All ranks
 use rank 0's checkpoint name (rank 0 stores every rank's RNG states in it: a resumed run
 continues each rank's own random sequence), and ``fit`` / ``evaluate`` wait for rank 0's
-checkpoint before any rank reads it. Every optimizer a trainer builds averages the gradients across ranks before
-its step unless RecBole's DDP hook already did in that step, so custom training loops stay in
-sync too. On the CPU each rank uses ``cpu_count // nproc`` torch threads (no oversubscription).
+checkpoint before any rank reads it. On the CPU each rank uses ``cpu_count // nproc`` torch
+threads (no oversubscription).
+
+Gradients need no patch: RecBole's own ``Trainer._train_epoch`` makes DDP average them
+(``set_reduce_hook`` + ``sync_grad_loss``), and both stages of our trainer train through it
+(the alignment stage with its ``loss_func``). A trainer that wrote its own training loop would
+train a different model on every rank.
 
 Evaluation metrics are gathered by RecBole's ``_map_reduce``: each rank's averages, weighted by
 its batch count. ``DistributedSampler`` gives every rank the same number of users (padding
@@ -141,57 +142,6 @@ def _wrap_fit(original):
     return fit
 
 
-def _wrap_set_reduce_hook(original):
-    """Note that DDP's reducer will average this step's gradients (see :func:`_average_gradients`)."""
-
-    @functools.wraps(original)
-    def set_reduce_hook(self):
-        original(self)
-        self._reg4rec_ddp_reduces = True
-
-    set_reduce_hook.__reg4rec_wrapped__ = True
-    return set_reduce_hook
-
-
-def _average_gradients(trainer) -> None:
-    """Average ``trainer.model``'s gradients over all ranks (before an optimizer step).
-
-    Skipped when RecBole's DDP hook already reduced this step's gradients. A parameter keeps
-    ``grad = None`` when no rank produced a gradient for it, as in a single process.
-    """
-    if getattr(trainer, "_reg4rec_ddp_reduces", False):
-        trainer._reg4rec_ddp_reduces = False
-        return
-    import torch
-    import torch.distributed as dist
-
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
-    if not params:
-        return
-    world = dist.get_world_size()
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
-    dist.all_reduce(has_grad)
-    for p, count in zip(params, has_grad.tolist()):
-        if count == 0:
-            continue
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-        p.grad.div_(world)
-
-
-def _wrap_build_optimizer(original):
-    @functools.wraps(original)
-    def _build_optimizer(self, **kwargs):
-        optimizer = original(self, **kwargs)
-        if not self.config["single_spec"]:
-            optimizer.register_step_pre_hook(lambda _opt, _args, _kwargs: _average_gradients(self))
-        return optimizer
-
-    _build_optimizer.__reg4rec_wrapped__ = True
-    return _build_optimizer
-
-
 def _wrap_evaluate(original):
     """Wait until rank 0 has written the checkpoint before any rank loads the best model."""
 
@@ -260,10 +210,5 @@ def install() -> None:
         Trainer.__init__ = _wrap_trainer_init(Trainer.__init__)
     if not getattr(Trainer.fit, "__reg4rec_wrapped__", False):
         Trainer.fit = _wrap_fit(Trainer.fit)
-    if not getattr(Trainer._build_optimizer, "__reg4rec_wrapped__", False):
-        Trainer._build_optimizer = _wrap_build_optimizer(Trainer._build_optimizer)
-    AbstractTrainer = trainer_module.AbstractTrainer
-    if not getattr(AbstractTrainer.set_reduce_hook, "__reg4rec_wrapped__", False):
-        AbstractTrainer.set_reduce_hook = _wrap_set_reduce_hook(AbstractTrainer.set_reduce_hook)
     if not getattr(Trainer.evaluate, "__reg4rec_wrapped__", False):
         Trainer.evaluate = _wrap_evaluate(Trainer.evaluate)

@@ -5,7 +5,10 @@ starts from the best stage-1 model, freezes a copy of it as the reference policy
 GRPO epochs (:mod:`recbole_reg4rec.alignment.pars`: each batch of sampled paths serves
 ``pars_inner_steps`` clipped updates) through the same loop, so validation,
 early stopping, checkpoints and the final best-model reload work as usual: stage 2 only
-replaces the saved model when it beats the best validation score so far.
+replaces the saved model when it beats the best validation score so far. Each alignment epoch
+is RecBole's own ``Trainer._train_epoch`` with the PARS loss as its ``loss_func``
+(:mod:`recbole_reg4rec.alignment.epoch`), so mixed precision, gradient clipping and, under DDP,
+the averaging of gradients across processes are RecBole's, as in stage 1.
 
 Checkpoints record the stage (and, in stage 2, the reference weights), so
 ``trainer.resume_checkpoint(file)`` followed by ``fit`` continues the stage it was in.
@@ -13,19 +16,20 @@ Checkpoints record the stage (and, in stage 2, the reference weights), so
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import os
-from collections import defaultdict
 from typing import Dict, Optional
 
-import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_gpu_usage, set_color
 from tqdm import tqdm
 
 from ..alignment import attach_future_items
+from ..alignment.epoch import AlignmentEpoch
+from ..alignment.pars import AlignmentSettings
 from ..compat.checkpoints import load_checkpoint, save_checkpoint
-from ..alignment.pars import AlignmentSettings, batch_loss, sample_batch
 from .inference_selection import select_inference_settings
 from .progress import StageProgressMixin
 
@@ -196,60 +200,22 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         return self._alignment_epoch(train_data, epoch_idx, show_progress)
 
     def _alignment_epoch(self, train_data, epoch_idx: int, show_progress: bool) -> float:
-        """One GRPO epoch over the training contexts (``pars_inner_steps`` updates per batch of
-        sampled paths); logs reward components, KL, clip fraction, mean |ratio - 1| and
-        reflection accuracy (log line + tensorboard)."""
-        # dropout off: the sampling policy and the policy being updated must be the same function
-        self.model.eval()
-        sums: Dict[str, float] = defaultdict(float)
-        squares: Dict[str, float] = defaultdict(float)
-        n_batches, n_paths, total_loss = 0, 0, 0.0
-        batches = (
-            tqdm(train_data, total=len(train_data), ncols=100,
-                 desc=set_color(f"Align {epoch_idx:>5}", "pink"))
-            if show_progress else train_data
+        """One GRPO epoch over the training contexts, trained by RecBole's own ``_train_epoch``
+        (:class:`~recbole_reg4rec.alignment.epoch.AlignmentEpoch`: ``pars_inner_steps`` visits per
+        batch of sampled paths, one optimizer update each). Logs reward components, KL, clip
+        fraction, mean |ratio - 1| and reflection accuracy (log line + tensorboard); returns the
+        mean loss of the epoch's updates."""
+        bar = (
+            tqdm(train_data, total=len(train_data), ncols=100, desc=set_color(f"Align {epoch_idx:>5}", "pink"))
+            if show_progress else None
         )
-        # mixed precision exactly as RecBole's own epochs: autocast by enable_amp, loss scaling on CUDA
-        scaler = torch.amp.GradScaler("cuda", enabled=self.enable_scaler)
-        n_updates = 0
-        for interaction in batches:
-            interaction = interaction.to(self.device)
-            with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
-                batch = sample_batch(self.model, self.reference, interaction, self.pars_settings)
-            # several clipped updates on the paths the behaviour policy (the weights before them) sampled
-            for _ in range(self.pars_settings.inner_steps):
-                self.optimizer.zero_grad()
-                with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
-                    out = batch_loss(self.model, batch, self.pars_settings)
-                loss = out["loss"]
-                self._check_nan(loss)
-                scaler.scale(loss).backward()
-                if self.clip_grad_norm:
-                    scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-                scaler.step(self.optimizer)
-                scaler.update()
-                total_loss += float(loss.detach())
-                n_updates += 1
-                for name in ("kl", "clip_fraction", "ratio_deviation", "reflection_accuracy", "reflection_bce"):
-                    sums[name] += float(out[name])
-            n_batches += 1
-            for name in ("hit", "step", "reflect", "total"):
-                values = out[name].float()
-                sums[name] += float(values.sum())
-                squares[name] += float((values**2).sum())
-            n_paths += out["total"].numel()
-            if show_progress:
-                batches.set_postfix(reward=f"{sums['total'] / n_paths:.3f}", kl=f"{sums['kl'] / n_updates:.4f}")
-                if self.gpu_available:
-                    batches.set_postfix_str(set_color("GPU RAM: " + get_gpu_usage(self.device), "yellow"))
-        stats = {}
-        for name in ("hit", "step", "reflect", "total"):
-            mean = sums[name] / max(n_paths, 1)
-            stats[f"reward_{name}_mean"] = mean
-            stats[f"reward_{name}_std"] = max(squares[name] / max(n_paths, 1) - mean**2, 0.0) ** 0.5
-        for name in ("kl", "clip_fraction", "ratio_deviation", "reflection_accuracy", "reflection_bce"):
-            stats[name] = sums[name] / max(n_updates, 1)  # mean over the epoch's updates
+        epoch = AlignmentEpoch(
+            self.model, self.reference, self.pars_settings, train_data,
+            batches=bar, on_batch_end=None if bar is None else functools.partial(self._show_alignment_progress, bar),
+        )
+        with _sampling_policy_mode(self.model):
+            total_loss = super()._train_epoch(epoch, epoch_idx, loss_func=epoch.loss, show_progress=False)
+        stats = epoch.statistics()
         for name, value in stats.items():
             self.tensorboard.add_scalar(f"Alignment/{name}", value, epoch_idx)
         self.logger.info(
@@ -257,4 +223,25 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             + ", ".join(f"{k}={v:.4f}" for k, v in stats.items())
         )
         self.last_alignment_stats = stats
-        return total_loss / max(n_updates, 1)
+        return (total_loss or 0.0) / max(epoch.n_updates, 1)  # RecBole sums the updates' losses
+
+    def _show_alignment_progress(self, bar, epoch: AlignmentEpoch) -> None:
+        bar.set_postfix(reward=f"{epoch.mean_reward:.3f}", kl=f"{epoch.mean_kl:.4f}")
+        if self.gpu_available:
+            bar.set_postfix_str(set_color("GPU RAM: " + get_gpu_usage(self.device), "yellow"))
+
+
+@contextlib.contextmanager
+def _sampling_policy_mode(model):
+    """Keep ``model`` in eval mode through RecBole's epoch loop, which starts with ``model.train()``.
+
+    An alignment epoch samples paths with the weights it then updates, so dropout stays off (the
+    sampling policy and the updated policy must be one function); and it is no supervised epoch,
+    so a model that counts its ``train()`` calls (REG4Rec's CRSS warm-up) must not count it.
+    """
+    model.eval()
+    model.train = lambda mode=True: model  # an instance attribute: shadows the class's train() until restored
+    try:
+        yield
+    finally:
+        del model.train
