@@ -72,7 +72,9 @@ def build_trial_config(
     config_dict.update(params)
     config_dict["checkpoint_dir"] = os.path.join(workdir, "saved")
     if run_id:
-        config_dict["run_id"] = run_id
+        # RecBole reads config_dict strings as Python literals: a trial id such as '50870_00000'
+        # would become the number 5087000000; its repr reads back as the same string
+        config_dict["run_id"] = repr(str(run_id))
     config_dict.update(_device_settings(setup.use_gpu))
     return config_dict
 

@@ -109,6 +109,18 @@ def test_trial_config_keeps_rays_gpu_choice_and_per_trial_paths(monkeypatch):
     assert cpu["gpu_id"] == ""  # no GPU reserved: RecBole runs on the CPU
 
 
+@pytest.mark.parametrize("trial", ["50870_00000", "1e5", "a1b2c3d4_00001"])
+def test_a_trial_id_reaches_the_run_config_as_written(workdir, toy_data, trial):
+    """RecBole reads config_dict strings as Python literals: a trial id made of digits and '_'
+    must not turn into a number (it names the trial's checkpoints and log)."""
+    from recbole_reg4rec.run import make_config
+    from recbole_reg4rec.tuning.trainable import TrialSetup, build_trial_config
+
+    setup = TrialSetup("SASRec", "toy", config_dict={"data_path": str(toy_data), "load_col": SYNTHETIC_LOAD_COL})
+    config = make_config("SASRec", "toy", None, build_trial_config(setup, {}, str(workdir), run_id=trial))
+    assert config["run_id"] == trial
+
+
 # ---------------------------------------------------------------- validation before trials
 def _tiny_yaml(workdir: Path, data: Path, **extra) -> str:
     import yaml
