@@ -289,7 +289,9 @@ def corp_beam_search(
         cand_prior = prior.flatten(1).gather(1, pick)
         parent = pick // (nb * d)
         j = (pick // d) % nb
-        t = pick % d
+        # a dead candidate (-inf, e.g. a pad slot of a smaller codebook) keeps a real token, so
+        # that its path still embeds: it stays dead whatever it holds
+        t = torch.where(torch.isfinite(cand_score), pick % d, torch.zeros_like(pick))
         r = gather_paths(chosen, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
         c = gather_paths(conf, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
         new_sets = gather_paths(sets, parent).scatter(2, r.unsqueeze(-1), t.unsqueeze(-1))  # [B, P, M]

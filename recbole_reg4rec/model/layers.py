@@ -6,6 +6,7 @@ Shapes use ``B`` users, ``K`` beams (paths) per user, ``S`` decoder positions, `
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 import torch
@@ -33,11 +34,17 @@ class TokenEmbedding(nn.Module):
         flat = offsets.unsqueeze(1) + torch.where(valid, token_ids, sizes.unsqueeze(1))  # [M, D]
         self.register_buffer("table_valid", valid, persistent=False)
         self.register_buffer("table_index", flat, persistent=False)
+        row_codebook = torch.repeat_interleave(torch.arange(len(codebook_sizes)), sizes + 1)  # [R]
+        self.register_buffer("row_codebook", row_codebook, persistent=False)
         self.embedding = nn.Embedding(int((sizes + 1).sum()), hidden_size)
+
+    def rows(self, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Embedding row of each (codebook, token) pair, any shape ``[...]`` -> ``[...]`` long."""
+        return self.offsets[codebook] + token
 
     def forward(self, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """Embed (codebook, token) pairs of any shape ``[...]`` into ``[..., H]``."""
-        return self.embedding(self.offsets[codebook] + token)
+        return self.embedding(self.rows(codebook, token))
 
     def item_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
         """Sum of an item's M token embeddings: ``codes [N, M]`` -> ``[N, H]`` (pad codes give 0)."""
@@ -99,6 +106,59 @@ class BeamDecoderLayer(nn.Module):
         """Project the history once: ``memory [B, T, H]`` -> keys, values ``[B, nh, T, dh]``."""
         k, v = self.kv_cross(memory).chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
+
+    def step_kv(self, steps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of step embeddings: ``[..., H]`` -> ``[..., nh, dh]`` each.
+
+        A step's keys/values depend on its own embedding only (steps never mix), so at inference
+        they are computed once per (codebook, token) pair and per user's BOS, not per path and step.
+        """
+        k, v = self.kv_self(self.norm_steps(steps)).chunk(2, dim=-1)
+        shape = (*steps.shape[:-1], self.n_heads, self.head_dim)
+        return k.reshape(shape), v.reshape(shape)
+
+    def forward_last(
+        self,
+        x: torch.Tensor,
+        rows: torch.Tensor,
+        pair_kv: Tuple[torch.Tensor, torch.Tensor],
+        bos_kv: Tuple[torch.Tensor, torch.Tensor],
+        mem_kv: Tuple[torch.Tensor, torch.Tensor],
+        mem_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """The state after all steps from precomputed step keys/values (inference, no dropout):
+        equals ``forward(...)`` at its last position.
+
+        Args:
+            x: ``[B, K, H]`` query stream, or ``[B, 1, H]`` shared by the K paths (the BOS query
+                of the first layer: it is scored once per user against every pair's key).
+            rows: ``[B, K, S]`` the emitted pairs, as rows of ``pair_kv``.
+            pair_kv: keys, values ``[R, nh, dh]`` of every pair (:meth:`step_kv`).
+            bos_kv: keys, values ``[B, nh, dh]`` of each user's BOS step.
+            mem_kv, mem_mask: as in :meth:`forward`.
+
+        Returns:
+            ``[B, K, H]``.
+        """
+        b, k, s = rows.shape
+        (pair_k, pair_v), (bos_k, bos_v) = pair_kv, bos_kv
+        nh, dh = bos_k.shape[1:]
+        q = self.q_self(self.norm_self(x)).view(b, x.size(1), nh, dh)  # [B, K|1, nh, dh]
+        user = torch.arange(b, device=rows.device).view(b, 1, 1)
+        if x.size(1) == 1:  # one query per user: score it against the R pairs, then read S of them
+            pair_scores = torch.einsum("bhd,rhd->brh", q[:, 0], pair_k)[user, rows]  # [B, K, S, nh]
+        else:
+            pair_scores = (q.unsqueeze(2) * pair_k[rows]).sum(-1)  # [B, K, S, nh]
+        bos_scores = (q * bos_k.unsqueeze(1)).sum(-1).expand(b, k, nh)  # [B, K, nh]
+        scores = torch.cat([bos_scores.unsqueeze(2), pair_scores], dim=2) / dh ** 0.5  # [B, K, S + 1, nh]
+        weights = torch.softmax(scores, dim=2).unsqueeze(-1)
+        att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[rows]).sum(2)  # [B, K, nh, dh]
+        x = x + self.out_self(att.view(b, k, nh * dh))  # [B, K, H]
+        q = self.q_cross(self.norm_cross(x)).view(b, k, nh, dh).transpose(1, 2)  # [B, nh, K, dh]
+        mk, mv = mem_kv
+        att = F.scaled_dot_product_attention(q, mk, mv, attn_mask=mem_mask[:, None, None, :])  # [B, nh, K, dh]
+        x = x + self.out_cross(att.transpose(1, 2).reshape(b, k, nh * dh))
+        return x + self.ff(self.norm_ff(x))
 
     def forward(
         self, x: torch.Tensor, steps: torch.Tensor, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
@@ -166,6 +226,35 @@ class TokenDecoder(nn.Module):
             x = layer(x, steps, kv, mem_mask)
         return self.norm(x)
 
+    def step_tables(self, pairs: torch.Tensor, bos: torch.Tensor) -> "StepTables":
+        """Per-layer step keys/values of every (codebook, token) pair ``pairs [R, H]`` and of
+        each user's BOS ``bos [B, H]`` (inference: no dropout)."""
+        return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers])
+
+    def forward_last(
+        self,
+        tables: "StepTables",
+        rows: torch.Tensor,
+        mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
+        mem_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """State after every path's steps, the steps given as pair rows ``rows [B, K, S]`` of
+        ``tables`` -> ``[B, K, H]``. Equals ``forward(..., last_only=True)`` in eval mode at a
+        fraction of its cost: no step is projected again, the first layer's query is per user."""
+        x = tables.bos.unsqueeze(1)  # [B, 1, H]: every path starts from its user's BOS query
+        for layer, (pair_k, pair_v, bos_k, bos_v), kv in zip(self.layers, tables.kv, mem_kv):
+            x = layer.forward_last(x, rows, (pair_k, pair_v), (bos_k, bos_v), kv, mem_mask)
+        return self.norm(x.expand(*rows.shape[:2], -1))
+
+
+@dataclass
+class StepTables:
+    """Step keys/values of the decoder for B users, shared by all their paths and steps."""
+
+    bos: torch.Tensor  # [B, H] the BOS step (BOS + user state), also the first query
+    kv: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: pair keys,
+    # pair values [R, nh, dh] (one row per (codebook, token) embedding row), BOS keys, values [B, nh, dh]
+
 
 class CodebookHeads(nn.Module):
     """M output heads: logits of codebook ``r`` = ``W_r h`` dot that codebook's token embeddings / tau."""
@@ -185,9 +274,20 @@ class CodebookHeads(nn.Module):
         Returns:
             ``[..., M, D]`` logits, ``-inf`` on padding slots.
         """
-        q = self.proj(h).view(*h.shape[:-1], self.n_codebooks, h.size(-1))  # [..., M, H]
-        logits = torch.einsum("...mh,mdh->...md", q, tables) / self.temperature
-        return logits.masked_fill(~valid, float("-inf"))
+        weight, bias = self.fused(tables)
+        logits = F.linear(h, weight, bias).view(*h.shape[:-1], *valid.shape)
+        return logits if bool(valid.all()) else logits.masked_fill(~valid, float("-inf"))
+
+    def fused(self, tables: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The heads as one linear map ``H -> M * D``: ``(W_r h + b_r) . e_rd / tau`` =
+        ``h . (W_r^T e_rd) / tau + b_r . e_rd / tau``; one matmul per state instead of a projection
+        to ``M x H`` and M table products. Returns weight ``[M * D, H]`` and bias ``[M * D]``."""
+        m, d, hidden = tables.shape
+        weight = self.proj.weight.view(m, hidden, hidden)  # [M, H_out, H_in]
+        bias = self.proj.bias.view(m, hidden)
+        fused_w = torch.bmm(tables, weight).reshape(m * d, hidden) / self.temperature  # [M * D, H_in]
+        fused_b = torch.bmm(tables, bias.unsqueeze(-1)).reshape(m * d) / self.temperature
+        return fused_w, fused_b
 
     def one_codebook(
         self, h: torch.Tensor, codebook: torch.Tensor, tables: torch.Tensor, valid: torch.Tensor

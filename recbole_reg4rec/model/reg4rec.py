@@ -411,17 +411,48 @@ class REG4Rec(SequentialRecommender):
             states, codebooks, self.token_embedding.codebook_tables(), self.token_embedding.table_valid
         )
 
-    def step_function(self, ctx: EncodedContext):
+    def step_function(self, ctx: EncodedContext, cached: Optional[bool] = None):
         """The :data:`~.beam_search.StepFn` of these users: last decoder state -> token
-        log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``."""
+        log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``.
 
-        def step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-            state = self.decode(ctx, codebooks, tokens, last_only=True)[:, :, -1]  # [B, K, H]
-            log_probs = torch.log_softmax(self.token_logits(state), dim=-1)
+        ``cached`` (default: in eval mode) computes everything that depends on the users or the
+        weights only once, here: the decoder's step keys/values of every (codebook, token) pair
+        and of each user's BOS (:meth:`.layers.TokenDecoder.step_tables`) and the heads as one
+        ``H -> M x D`` map; each call then decodes just the new query of every path. Same values
+        as ``cached=False`` (:meth:`decode` of the whole prefix at every call) up to float
+        rounding; with dropout active (training mode) only the uncached form is exact.
+        """
+        if cached is None:
+            cached = not self.training
+        if not cached:
+
+            def step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                state = self.decode(ctx, codebooks, tokens, last_only=True)[:, :, -1]  # [B, K, H]
+                log_probs = torch.log_softmax(self.token_logits(state), dim=-1)
+                reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
+                return log_probs, reflect
+
+            return step
+        tables = self.decoder.step_tables(self.pair_embeddings(), self.bos + ctx.last)
+        head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())
+        valid = self.token_embedding.table_valid
+        pad = None if bool(valid.all()) else ~valid
+
+        def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            rows = self.token_embedding.rows(codebooks, tokens)  # [B, K, S]
+            state = self.decoder.forward_last(tables, rows, ctx.mem_kv, ctx.mem_mask)  # [B, K, H]
+            logits = F.linear(state, head_w, head_b).view(*state.shape[:-1], *valid.shape)  # [B, K, M, D]
+            if pad is not None:
+                logits = logits.masked_fill(pad, float("-inf"))
             reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
-            return log_probs, reflect
+            return torch.log_softmax(logits, dim=-1), reflect
 
-        return step
+        return cached_step
+
+    def pair_embeddings(self) -> torch.Tensor:
+        """Step embedding of every (codebook, token) embedding row (token + codebook embedding),
+        ``[R, H]``: row :meth:`.layers.TokenEmbedding.rows` of a pair is what :meth:`decode` feeds."""
+        return self.token_embedding.embedding.weight + self.codebook_embedding(self.token_embedding.row_codebook)
 
     # ---- training -----------------------------------------------------------------------------
     def sample_training_orders(self, ctx: EncodedContext, target: torch.Tensor) -> torch.Tensor:
