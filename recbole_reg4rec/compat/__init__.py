@@ -16,7 +16,7 @@ behaviour is not changed beyond the aliases.
 import warnings
 from typing import NamedTuple
 
-from . import atomic_files, checkpoints, config_checks, data_checks, distributed, loss_defaults, numpy_aliases, safe_pickles
+from . import anomaly_detection, atomic_files, checkpoints, config_checks, data_checks, distributed, loss_defaults, numpy_aliases, safe_pickles
 
 
 class Patch(NamedTuple):
@@ -41,6 +41,8 @@ PATCHES = (
     Patch("recbole.data.utils.pickle", "unpickles any dataset / dataloader file planted under saved/", safe_pickles),
     Patch("Config._init_device, AbstractTrainer.__init__, Trainer.fit / evaluate, ensure_dir",
           "DDP assumes CUDA (nccl); ranks race on checkpoint names and folders", distributed),
+    Patch("sequential_recommender/sine.py (imported by get_model)", "turns autograd anomaly detection on for the "
+          "whole process: every backward 2-2.5 x slower", anomaly_detection),
 )
 
 
