@@ -126,14 +126,15 @@ class BeamDecoderLayer(nn.Module):
         mem_kv: Tuple[torch.Tensor, torch.Tensor],
         mem_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """The state after all steps from precomputed step keys/values (inference, no dropout):
-        equals ``forward(...)`` at its last position.
+        """The state after all steps from precomputed step keys/values: equals ``forward(...)``
+        at its last position (in training mode, with dropout drawn anew except on the steps).
 
         Args:
             x: ``[B, K, H]`` query stream, or ``[B, 1, H]`` shared by the K paths (the BOS query
                 of the first layer: it is scored once per user against every pair's key).
             rows: ``[B, K, S]`` the emitted pairs, as rows of ``pair_kv``.
-            pair_kv: keys, values ``[R, nh, dh]`` of every pair (:meth:`step_kv`).
+            pair_kv: keys, values (:meth:`step_kv`) of R pairs, ``[R, nh, dh]`` shared by every
+                user or ``[B, R, nh, dh]`` per user.
             bos_kv: keys, values ``[B, nh, dh]`` of each user's BOS step.
             mem_kv, mem_mask: as in :meth:`forward`.
 
@@ -143,22 +144,26 @@ class BeamDecoderLayer(nn.Module):
         b, k, s = rows.shape
         (pair_k, pair_v), (bos_k, bos_v) = pair_kv, bos_kv
         nh, dh = bos_k.shape[1:]
-        q = self.q_self(self.norm_self(x)).view(b, x.size(1), nh, dh)  # [B, K|1, nh, dh]
+        p = self.attn_dropout if self.training else 0.0
+        shared = pair_k.dim() == 3
         user = torch.arange(b, device=rows.device).view(b, 1, 1)
+        index = rows if shared else (user, rows)
+        q = self.q_self(self.norm_self(x)).view(b, x.size(1), nh, dh)  # [B, K|1, nh, dh]
         if x.size(1) == 1:  # one query per user: score it against the R pairs, then read S of them
-            pair_scores = torch.einsum("bhd,rhd->brh", q[:, 0], pair_k)[user, rows]  # [B, K, S, nh]
+            table = torch.einsum("bhd,rhd->brh" if shared else "bhd,brhd->brh", q[:, 0], pair_k)  # [B, R, nh]
+            pair_scores = table[user, rows]  # [B, K, S, nh]
         else:
-            pair_scores = (q.unsqueeze(2) * pair_k[rows]).sum(-1)  # [B, K, S, nh]
+            pair_scores = (q.unsqueeze(2) * pair_k[index]).sum(-1)  # [B, K, S, nh]
         bos_scores = (q * bos_k.unsqueeze(1)).sum(-1).expand(b, k, nh)  # [B, K, nh]
         scores = torch.cat([bos_scores.unsqueeze(2), pair_scores], dim=2) / dh ** 0.5  # [B, K, S + 1, nh]
-        weights = torch.softmax(scores, dim=2).unsqueeze(-1)
-        att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[rows]).sum(2)  # [B, K, nh, dh]
-        x = x + self.out_self(att.view(b, k, nh * dh))  # [B, K, H]
+        weights = F.dropout(torch.softmax(scores, dim=2), p, self.training).unsqueeze(-1)
+        att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[index]).sum(2)  # [B, K, nh, dh]
+        x = x + self.dropout(self.out_self(att.reshape(b, k, nh * dh)))  # [B, K, H]
         q = self.q_cross(self.norm_cross(x)).view(b, k, nh, dh).transpose(1, 2)  # [B, nh, K, dh]
         mk, mv = mem_kv
-        att = F.scaled_dot_product_attention(q, mk, mv, attn_mask=mem_mask[:, None, None, :])  # [B, nh, K, dh]
-        x = x + self.out_cross(att.transpose(1, 2).reshape(b, k, nh * dh))
-        return x + self.ff(self.norm_ff(x))
+        att = F.scaled_dot_product_attention(q, mk, mv, attn_mask=mem_mask[:, None, None, :], dropout_p=p)
+        x = x + self.dropout(self.out_cross(att.transpose(1, 2).reshape(b, k, nh * dh)))
+        return x + self.dropout(self.ff(self.norm_ff(x)))
 
     def forward(
         self, x: torch.Tensor, steps: torch.Tensor, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
@@ -227,8 +232,9 @@ class TokenDecoder(nn.Module):
         return self.norm(x)
 
     def step_tables(self, pairs: torch.Tensor, bos: torch.Tensor) -> "StepTables":
-        """Per-layer step keys/values of every (codebook, token) pair ``pairs [R, H]`` and of
-        each user's BOS ``bos [B, H]`` (inference: no dropout)."""
+        """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
+        user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
+        BOS step ``bos [B, H]`` (dropout, if any, already applied to both)."""
         return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers])
 
     def forward_last(
@@ -240,7 +246,8 @@ class TokenDecoder(nn.Module):
     ) -> torch.Tensor:
         """State after every path's steps, the steps given as pair rows ``rows [B, K, S]`` of
         ``tables`` -> ``[B, K, H]``. Equals ``forward(..., last_only=True)`` in eval mode at a
-        fraction of its cost: no step is projected again, the first layer's query is per user."""
+        fraction of its cost: no step is projected again, the first layer's query is per user.
+        (In training mode the steps keep the dropout drawn once in ``tables``.)"""
         x = tables.bos.unsqueeze(1)  # [B, 1, H]: every path starts from its user's BOS query
         for layer, (pair_k, pair_v, bos_k, bos_v), kv in zip(self.layers, tables.kv, mem_kv):
             x = layer.forward_last(x, rows, (pair_k, pair_v), (bos_k, bos_v), kv, mem_mask)
@@ -253,7 +260,7 @@ class StepTables:
 
     bos: torch.Tensor  # [B, H] the BOS step (BOS + user state), also the first query
     kv: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: pair keys,
-    # pair values [R, nh, dh] (one row per (codebook, token) embedding row), BOS keys, values [B, nh, dh]
+    # pair values [R, nh, dh] or [B, R, nh, dh] (see TokenDecoder.step_tables), BOS keys, values [B, nh, dh]
 
 
 class CodebookHeads(nn.Module):

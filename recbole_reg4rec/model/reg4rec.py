@@ -482,12 +482,17 @@ class REG4Rec(SequentialRecommender):
                 2, orders.view(b, m, 1, 1).expand(b, m, 1, self.token_embedding.max_size)
             ).squeeze(2)  # [B, M, D] logits of each step's codebook
         else:
+            # the M target pairs are known, only their order is planned: their step keys/values
+            # are computed once (dropout drawn once per pair), each pass decodes one query per user
+            codebooks = torch.arange(m, device=target.device).expand(b, m)
+            steps = self.dropout(self.token_embedding(codebooks, target) + self.codebook_embedding(codebooks))
+            tables = self.decoder.step_tables(steps, self.dropout(self.bos + ctx.last))  # rows = codebooks
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
             for _ in range(m - 1):
-                tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
-                logits = self.token_logits(self.decode(ctx, order, tokens, last_only=True)[:, 0, -1])  # [B, M, D]
+                state = self.decoder.forward_last(tables, order, ctx.mem_kv, ctx.mem_mask)[:, 0]  # [B, H]
+                logits = self.token_logits(state)  # [B, M, D]
                 conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
                 nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
                 emitted[rows, nxt] = True

@@ -68,3 +68,37 @@ def test_training_mode_steps_stay_uncached(tiny):
     torch.manual_seed(0)
     c = model.step_function(ctx, cached=False)(empty, empty)[0]
     assert torch.equal(a, c)
+
+
+def _planned_by_full_decodes(model, ctx, target):
+    """Reference of CRSS order planning (greedy, no dropout): the whole prefix decoded per pass."""
+    b, m = target.shape
+    rows = torch.arange(b)
+    order = torch.zeros(b, 1, 0, dtype=torch.long)
+    emitted = torch.zeros(b, m, dtype=torch.bool)
+    picked = []
+    for _ in range(m - 1):
+        tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
+        logits = model.token_logits(model.decode(ctx, order, tokens, last_only=True)[:, 0, -1])
+        conf = torch.log_softmax(logits, dim=-1).max(dim=-1).values.masked_fill(emitted, float("-inf"))
+        nxt = conf.argmax(dim=1)
+        emitted[rows, nxt] = True
+        picked.append(logits[rows, nxt])
+        order = torch.cat([order, nxt.view(b, 1, 1)], dim=2)
+    nxt = (~emitted).float().argmax(dim=1)
+    picked.append(logits[rows, nxt])
+    orders = torch.cat([order, nxt.view(b, 1, 1)], dim=2).view(b, m)
+    step_logits = torch.stack(picked, dim=1).scatter(2, target.gather(1, orders).unsqueeze(-1), float("-inf"))
+    return orders, step_logits.argmax(dim=-1)
+
+
+def test_order_planning_with_step_tables_matches_full_decodes(tiny):
+    model, ctx = tiny
+    model.crss_warmup_epochs, model.crss_temperature, model._epoch = 0, 0.0, 1  # past the warm-up, greedy
+    b = ctx.last.size(0)
+    target = model.codes[torch.arange(1, b + 1)]
+    with torch.no_grad():
+        orders, proposals = model.plan_training_paths(ctx, target)
+        ref_orders, ref_proposals = _planned_by_full_decodes(model, ctx, target)
+    assert torch.equal(orders, ref_orders) and torch.equal(proposals, ref_proposals)
+    assert not torch.equal(orders, torch.arange(3).expand(b, 3))  # the planning chose orders
