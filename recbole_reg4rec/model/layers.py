@@ -285,7 +285,7 @@ class CodebookHeads(nn.Module):
         """
         weight, bias = self.fused(tables)
         logits = F.linear(h, weight, bias).view(*h.shape[:-1], *valid.shape)
-        return logits if bool(valid.all()) else logits.masked_fill(~valid, float("-inf"))
+        return logits.masked_fill(~valid, float("-inf"))
 
     def fused(self, tables: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The heads as one linear map ``H -> M * D``: ``(W_r h + b_r) . e_rd / tau`` =

@@ -450,8 +450,8 @@ class REG4Rec(SequentialRecommender):
         return cached_step
 
     def pair_embeddings(self) -> torch.Tensor:
-        """Step embedding of every (codebook, token) embedding row (token + codebook embedding),
-        ``[R, H]``: row :meth:`.layers.TokenEmbedding.rows` of a pair is what :meth:`decode` feeds."""
+        """Step embedding (token + codebook embedding) of every row of the token embedding,
+        ``[R, H]``; a pair's row is ``token_embedding.rows(codebook, token)``, as in :meth:`decode`."""
         return self.token_embedding.embedding.weight + self.codebook_embedding(self.token_embedding.row_codebook)
 
     # ---- training -----------------------------------------------------------------------------
