@@ -119,14 +119,39 @@ class BeamDecoderLayer(nn.Module):
         shape = (*steps.shape[:-1], self.n_heads, self.head_dim)
         return k.reshape(shape), v.reshape(shape)
 
+    def memory_tables(
+        self, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cross-attention of each user folded with its query and output projections, for
+        :meth:`forward_last`: a query ``y`` (normed state) scores history position t of head h by
+        ``y . (W_q,h^T k_ht) / sqrt(dh) + b_q,h . k_ht / sqrt(dh)`` and reads ``W_o,h v_ht``, so
+        per path the cross-attention is two ``[H] x [H, nh * T]`` products instead of two
+        ``H x H`` projections around an attention call.
+
+        Args:
+            mem_kv: keys, values ``[B, nh, T, dh]`` (:meth:`memory_kv`); mem_mask: ``[B, T]``.
+
+        Returns:
+            keys ``[B, H, nh * T]``, score offsets ``[B, 1, nh * T]`` (-inf on padding) and
+            projected values ``[B, nh * T, H]``.
+        """
+        mk, mv = mem_kv
+        b, nh, t, dh = mk.shape
+        scale = dh ** -0.5
+        w_q = self.q_cross.weight.view(nh, dh, -1)  # [nh, dh, H]
+        keys = torch.einsum("bhtd,hdi->bhti", mk, w_q).reshape(b, nh * t, -1).transpose(1, 2) * scale
+        offset = torch.einsum("bhtd,hd->bht", mk, self.q_cross.bias.view(nh, dh)) * scale  # [B, nh, T]
+        offset = offset.masked_fill(~mem_mask.unsqueeze(1), float("-inf")).reshape(b, 1, nh * t)
+        values = torch.einsum("bhtd,ohd->bhto", mv, self.out_cross.weight.view(-1, nh, dh)).reshape(b, nh * t, -1)
+        return keys, offset, values
+
     def forward_last(
         self,
         x: torch.Tensor,
         rows: torch.Tensor,
         pair_kv: Tuple[torch.Tensor, torch.Tensor],
         bos_kv: Tuple[torch.Tensor, torch.Tensor],
-        mem_kv: Tuple[torch.Tensor, torch.Tensor],
-        mem_mask: torch.Tensor,
+        memory: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         """The state after all steps from precomputed step keys/values: equals ``forward(...)``
         at its last position (in training mode, with dropout drawn anew except on the steps).
@@ -138,7 +163,7 @@ class BeamDecoderLayer(nn.Module):
             pair_kv: keys, values (:meth:`step_kv`) of R pairs, ``[R, nh, dh]`` shared by every
                 user or ``[B, R, nh, dh]`` per user.
             bos_kv: keys, values ``[B, nh, dh]`` of each user's BOS step.
-            mem_kv, mem_mask: as in :meth:`forward`.
+            memory: the users' cross-attention tables (:meth:`memory_tables`).
 
         Returns:
             ``[B, K, H]``.
@@ -161,10 +186,10 @@ class BeamDecoderLayer(nn.Module):
         weights = F.dropout(torch.softmax(scores, dim=2), p, self.training).unsqueeze(-1)
         att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[index]).sum(2)  # [B, K, nh, dh]
         x = x + self.dropout(self.out_self(att.reshape(b, k, nh * dh)))  # [B, K, H]
-        q = self.q_cross(self.norm_cross(x)).view(b, k, nh, dh).transpose(1, 2)  # [B, nh, K, dh]
-        mk, mv = mem_kv
-        att = F.scaled_dot_product_attention(q, mk, mv, attn_mask=mem_mask[:, None, None, :], dropout_p=p)
-        x = x + self.dropout(self.out_cross(att.transpose(1, 2).reshape(b, k, nh * dh)))
+        keys, offset, values = memory
+        scores = torch.baddbmm(offset, self.norm_cross(x), keys).view(b, k, nh, -1)  # [B, K, nh, T]
+        weights = F.dropout(torch.softmax(scores, dim=-1), p, self.training).view(b, k, -1)
+        x = x + self.dropout(torch.baddbmm(self.out_cross.bias, weights, values))  # [B, K, H]
         return x + self.dropout(self.ff(self.norm_ff(x)))
 
     def forward(
@@ -233,36 +258,43 @@ class TokenDecoder(nn.Module):
             x = layer(x, steps, kv, mem_mask)
         return self.norm(x)
 
-    def step_tables(self, pairs: torch.Tensor, bos: torch.Tensor) -> "StepTables":
-        """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
-        user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
-        BOS step ``bos [B, H]`` (dropout, if any, already applied to both)."""
-        return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers])
-
-    def forward_last(
+    def step_tables(
         self,
-        tables: "StepTables",
-        rows: torch.Tensor,
+        pairs: torch.Tensor,
+        bos: torch.Tensor,
         mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
         mem_mask: torch.Tensor,
-    ) -> torch.Tensor:
+    ) -> "StepTables":
+        """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
+        user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
+        BOS step ``bos [B, H]`` (dropout, if any, already applied to both), and the users'
+        cross-attention tables of their history (``mem_kv``, ``mem_mask`` as in :meth:`forward`)."""
+        return StepTables(
+            bos,
+            [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers],
+            [layer.memory_tables(kv, mem_mask) for layer, kv in zip(self.layers, mem_kv)],
+        )
+
+    def forward_last(self, tables: "StepTables", rows: torch.Tensor) -> torch.Tensor:
         """State after every path's steps, the steps given as pair rows ``rows [B, K, S]`` of
         ``tables`` -> ``[B, K, H]``. Equals ``forward(..., last_only=True)`` in eval mode at a
         fraction of its cost: no step is projected again, the first layer's query is per user.
         (In training mode the steps keep the dropout drawn once in ``tables``.)"""
         x = tables.bos.unsqueeze(1)  # [B, 1, H]: every path starts from its user's BOS query
-        for layer, (pair_k, pair_v, bos_k, bos_v), kv in zip(self.layers, tables.kv, mem_kv):
-            x = layer.forward_last(x, rows, (pair_k, pair_v), (bos_k, bos_v), kv, mem_mask)
+        for layer, (pair_k, pair_v, bos_k, bos_v), memory in zip(self.layers, tables.kv, tables.memory):
+            x = layer.forward_last(x, rows, (pair_k, pair_v), (bos_k, bos_v), memory)
         return self.norm(x.expand(*rows.shape[:2], -1))
 
 
 @dataclass
 class StepTables:
-    """Step keys/values of the decoder for B users, shared by all their paths and steps."""
+    """Step keys/values and cross-attention tables of the decoder for B users, shared by all
+    their paths and steps."""
 
     bos: torch.Tensor  # [B, H] the BOS step (BOS + user state), also the first query
     kv: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: pair keys,
     # pair values [R, nh, dh] or [B, R, nh, dh] (see TokenDecoder.step_tables), BOS keys, values [B, nh, dh]
+    memory: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: BeamDecoderLayer.memory_tables
 
 
 class CodebookHeads(nn.Module):

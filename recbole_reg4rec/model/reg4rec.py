@@ -433,14 +433,14 @@ class REG4Rec(SequentialRecommender):
                 return log_probs, reflect
 
             return step
-        tables = self.decoder.step_tables(self.pair_embeddings(), self.bos + ctx.last)
+        tables = self.decoder.step_tables(self.pair_embeddings(), self.bos + ctx.last, ctx.mem_kv, ctx.mem_mask)
         head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())
         valid = self.token_embedding.table_valid
         pad = None if bool(valid.all()) else ~valid
 
         def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
             rows = self.token_embedding.rows(codebooks, tokens)  # [B, K, S]
-            state = self.decoder.forward_last(tables, rows, ctx.mem_kv, ctx.mem_mask)  # [B, K, H]
+            state = self.decoder.forward_last(tables, rows)  # [B, K, H]
             logits = F.linear(state, head_w, head_b).view(*state.shape[:-1], *valid.shape)  # [B, K, M, D]
             if pad is not None:
                 logits = logits.masked_fill(pad, float("-inf"))
@@ -486,12 +486,13 @@ class REG4Rec(SequentialRecommender):
             # are computed once (dropout drawn once per pair), each pass decodes one query per user
             codebooks = torch.arange(m, device=target.device).expand(b, m)
             steps = self.dropout(self.token_embedding(codebooks, target) + self.codebook_embedding(codebooks))
-            tables = self.decoder.step_tables(steps, self.dropout(self.bos + ctx.last))  # rows = codebooks
+            bos = self.dropout(self.bos + ctx.last)
+            tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask)  # rows = codebooks
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
             for _ in range(m - 1):
-                state = self.decoder.forward_last(tables, order, ctx.mem_kv, ctx.mem_mask)[:, 0]  # [B, H]
+                state = self.decoder.forward_last(tables, order)[:, 0]  # [B, H]
                 logits = self.token_logits(state)  # [B, M, D]
                 conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
                 nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
