@@ -7,7 +7,7 @@ Shapes use ``B`` users, ``K`` beams (paths) per user, ``S`` decoder positions, `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -264,16 +264,18 @@ class TokenDecoder(nn.Module):
         bos: torch.Tensor,
         mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
         mem_mask: torch.Tensor,
+        reuse: Optional["StepTables"] = None,
     ) -> "StepTables":
         """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
         user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
         BOS step ``bos [B, H]`` (dropout, if any, already applied to both), and the users'
-        cross-attention tables of their history (``mem_kv``, ``mem_mask`` as in :meth:`forward`)."""
-        return StepTables(
-            bos,
-            [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers],
-            [layer.memory_tables(kv, mem_mask) for layer, kv in zip(self.layers, mem_kv)],
-        )
+        cross-attention tables of their history (``mem_kv``, ``mem_mask`` as in :meth:`forward`),
+        taken from ``reuse`` (tables of the same users and weights) when given."""
+        if reuse is not None:
+            memory = reuse.memory
+        else:
+            memory = [layer.memory_tables(kv, mem_mask) for layer, kv in zip(self.layers, mem_kv)]
+        return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers], memory)
 
     def forward_last(self, tables: "StepTables", rows: torch.Tensor) -> torch.Tensor:
         """State after every path's steps, the steps given as pair rows ``rows [B, K, S]`` of
