@@ -12,7 +12,7 @@ The catalogue check works on candidate lists, not item masks: before the first s
 that some item holds is allowed; after it, a path's consistent items are a sub-list of one
 posting list (``[B*G, P]``, P = the longest of the posting lists the batch's first steps chose),
 so each later check reads P items per path instead of all N. The decoder computes only the newest
-state at each step, and nothing sampling does not need: the reflection verdicts on the sampled prefixes come from the one
+state at each step (from keys/values computed once per sampled pair), and nothing sampling does not need: the reflection verdicts on the sampled prefixes come from the one
 re-scoring pass (:func:`path_log_probs`) that the update needs anyway.
 """
 
@@ -48,8 +48,8 @@ def sample_paths(
     """Sample ``group_size`` catalogue-consistent paths per context.
 
     Args:
-        model: a :class:`~recbole_reg4rec.model.reg4rec.REG4Rec` (uses ``decode``,
-            ``token_logits``, ``catalogue()``, ``fixed_order``,
+        model: a :class:`~recbole_reg4rec.model.reg4rec.REG4Rec` (uses its decoder's step
+            tables, ``token_logits``, ``catalogue()``, ``fixed_order``,
             ``crss_confidence``).
         ctx: its ``EncodedContext`` for B contexts, computed once.
         group_size: G.
@@ -67,11 +67,18 @@ def sample_paths(
     emitted = torch.zeros(b * g, m, dtype=torch.bool, device=device)
     rows = torch.arange(b * g, device=device)
     allowed_steps, logp_steps = [], []
+    # the decoder's keys/values of each sampled pair are computed once, when it is sampled (its
+    # dropout drawn once); each step decodes one new query per path (row s * G + g = step s of path g)
+    bos = model.dropout(model.bos + ctx.last)  # [B, H]
+    pairs = bos.new_zeros(b, 0, bos.size(-1))  # [B, G * s, H] step embeddings sampled so far
+    tables = None
     for s in range(m):
         # ctx is broadcast over the G paths: the encoder output is shared, not recomputed; the
         # first state (empty path) is the same for all G paths, so it is decoded once per context
         width = 1 if s == 0 else g
-        state = model.decode(ctx, codebooks[:, :width], tokens[:, :width], last_only=True)[:, :, -1]  # [B, G|1, H]
+        tables = model.decoder.step_tables(pairs, bos, ctx.mem_kv, ctx.mem_mask, reuse=tables)
+        path_rows = torch.arange(s, device=device) * g + torch.arange(width, device=device).unsqueeze(1)  # [G|1, S]
+        state = model.decoder.forward_last(tables, path_rows.expand(b, width, s))  # [B, G|1, H]
         logits = model.token_logits(state).expand(b, g, m, -1).reshape(b * g, m, -1)  # [BG, M, D]
         if model.fixed_order:
             chosen = torch.full((b * g,), s, dtype=torch.long, device=device)
@@ -94,6 +101,9 @@ def sample_paths(
         emitted[rows, chosen] = True
         codebooks = torch.cat([codebooks, chosen.view(b, g, 1)], dim=2)
         tokens = torch.cat([tokens, token.view(b, g, 1)], dim=2)
+        if s < m - 1:
+            step = model.token_embedding(chosen, token) + model.codebook_embedding(chosen)  # [BG, H]
+            pairs = torch.cat([pairs, model.dropout(step).view(b, g, -1)], dim=1)
     return Rollouts(
         codebooks=codebooks,
         tokens=tokens,

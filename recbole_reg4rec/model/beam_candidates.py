@@ -28,7 +28,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .catalogue_index import CatalogueIndex
+from .catalogue_index import CatalogueIndex, SubsetChildren
 
 NEG_INF = float("-inf")
 Stats = Tuple[torch.Tensor, Optional[torch.Tensor]]
@@ -60,6 +60,27 @@ def _blocks(lengths: torch.Tensor, block_items: int) -> List[slice]:
     if start < len(ends):
         out.append(slice(start, len(ends)))
     return out
+
+
+def _child_lookup(split, group: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor, children: torch.Tensor) -> None:
+    """``counts[rows]``, ``children[rows]`` (``[R, D]``, pre-filled with 0 / -1) = the token
+    counts and child groups after each parent ``group [R]``.
+
+    A searched split (:class:`SubsetChildren`) stores the children of one parent group as one
+    run of its sorted keys: two binary searches per path find the run, and only the tokens some
+    item holds are written (a few per path after the first steps), instead of D searches per path.
+    """
+    d = counts.size(1)
+    if not isinstance(split, SubsetChildren):
+        counts[rows], children[rows] = split.lookup(group, d)
+        return
+    lo = torch.searchsorted(split.keys, group * d)
+    hi = torch.searchsorted(split.keys, group * d + d)
+    entry, offset = _segments(hi - lo)
+    key = lo[entry] + offset
+    flat = rows[entry] * d + split.keys[key] % d
+    counts.view(-1)[flat] = split.counts[key]
+    children.view(-1)[flat] = split.groups[key]
 
 
 class GroupedCandidates:
@@ -122,7 +143,7 @@ class GroupedCandidates:
                 continue
             s, r = divmod(key, index.n_codebooks)
             rows = (pair == key).nonzero().squeeze(1)
-            counts[rows], children[rows] = index.subset_children(s, r).lookup(group[rows], d)
+            _child_lookup(index.subset_children(s, r), group[rows], rows, counts, children)
             if masses is not None:
                 self._add_masses(masses, rows, path[rows], k, s, r, item_prob)
         self._children = children.view(b, k, nb, d)

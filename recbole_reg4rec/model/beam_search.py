@@ -269,27 +269,29 @@ def corp_beam_search(
             hist[:, :, -1, 2] = reflect_logp.exp()
         chosen, cand, conf = expand_candidates(score, log_probs, emitted, step, cfg)  # [B,K,b], [B,K,b,D], [B,K,b]
         nb, d = chosen.size(-1), cand.size(-1)
-        live = torch.isfinite(score)[..., None, None]
-        cand_lp = torch.where(live, cand - score[..., None, None], torch.full_like(cand, NEG_INF))  # [B, K, b, D]
-        prior = torch.zeros_like(cand)
-        counts, masses = cands.expand(chosen, item_prob, torch.isfinite(score))  # [B, K, b, D] each
-        if cfg.corp or use_prior:
-            if cfg.corp:
-                dead = (counts == 0) & torch.isfinite(cand)
-                pruned_cat += dead.flatten(1).sum(dim=1)
-                cand = cand.masked_fill(counts == 0, NEG_INF)
-            if use_prior:
-                prior = cfg.fusion_weight * masses.clamp_min(1e-30).log()
+        live = torch.isfinite(score)  # [B, K]
+        scored = cand  # before the catalogue check: the emitted token's log-prob is read from it
+        counts, masses = cands.expand(chosen, item_prob, live)  # [B, K, b, D] each
+        if cfg.corp:
+            empty = counts == 0
+            pruned_cat += (empty & torch.isfinite(cand)).flatten(1).sum(dim=1)
+            cand = cand.masked_fill(empty, NEG_INF)
         # keep the best pool of candidates, merge equal sets, keep the best K
-        flat_key = (cand + prior).flatten(1)  # [B, K*b*D]
+        prior = cfg.fusion_weight * masses.clamp_min(1e-30).log() if use_prior else None  # [B, K, b, D]
+        flat_key = (cand + prior).flatten(1) if use_prior else cand.flatten(1)  # [B, K*b*D]
         pool = min(flat_key.size(1), max(big_k, cfg.pool_factor * big_k))
         key, pick = flat_key.topk(pool, dim=1)  # [B, P]
         cand_score = cand.flatten(1).gather(1, pick)
-        pick_lp = cand_lp.flatten(1).gather(1, pick)
-        cand_prior = prior.flatten(1).gather(1, pick)
+        cand_prior = prior.flatten(1).gather(1, pick) if use_prior else torch.zeros_like(cand_score)
         parent = pick // (nb * d)
+        parent_score = score.gather(1, parent)
+        pick_lp = torch.where(
+            live.gather(1, parent), scored.flatten(1).gather(1, pick) - parent_score, torch.full_like(parent_score, NEG_INF)
+        )  # [B, P] log-prob of each candidate's token
         j = (pick // d) % nb
-        t = pick % d
+        # a dead candidate (-inf, e.g. a pad slot of a smaller codebook) keeps a real token, so
+        # that its path still embeds: it stays dead whatever it holds
+        t = torch.where(torch.isfinite(cand_score), pick % d, torch.zeros_like(pick))
         r = gather_paths(chosen, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
         c = gather_paths(conf, parent).gather(2, j.unsqueeze(-1)).squeeze(-1)  # [B, P]
         new_sets = gather_paths(sets, parent).scatter(2, r.unsqueeze(-1), t.unsqueeze(-1))  # [B, P, M]

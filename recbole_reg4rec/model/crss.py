@@ -24,9 +24,9 @@ def codebook_confidence(log_probs: torch.Tensor, kind: str = "max") -> torch.Ten
     Returns:
         ``[..., M]`` confidences (higher = more confident).
     """
+    if kind == "max":  # exp is monotone: the exp of the largest log-prob, one exp per codebook
+        return log_probs.max(dim=-1).values.exp()
     probs = log_probs.exp()
-    if kind == "max":
-        return probs.max(dim=-1).values
     if kind == "entropy":
         plogp = torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs))
         return plogp.sum(dim=-1)

@@ -6,7 +6,8 @@ Shapes use ``B`` users, ``K`` beams (paths) per user, ``S`` decoder positions, `
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,17 +34,25 @@ class TokenEmbedding(nn.Module):
         flat = offsets.unsqueeze(1) + torch.where(valid, token_ids, sizes.unsqueeze(1))  # [M, D]
         self.register_buffer("table_valid", valid, persistent=False)
         self.register_buffer("table_index", flat, persistent=False)
+        row_codebook = torch.repeat_interleave(torch.arange(len(codebook_sizes)), sizes + 1)  # [R]
+        self.register_buffer("row_codebook", row_codebook, persistent=False)
         self.embedding = nn.Embedding(int((sizes + 1).sum()), hidden_size)
+
+    def rows(self, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Embedding row of each (codebook, token) pair, any shape ``[...]`` -> ``[...]`` long."""
+        return self.offsets[codebook] + token
 
     def forward(self, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """Embed (codebook, token) pairs of any shape ``[...]`` into ``[..., H]``."""
-        return self.embedding(self.offsets[codebook] + token)
+        return self.embedding(self.rows(codebook, token))
 
     def item_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
-        """Sum of an item's M token embeddings: ``codes [N, M]`` -> ``[N, H]`` (pad codes give 0)."""
-        real = (codes < self.sizes).unsqueeze(-1)  # [N, M, 1]
-        emb = self.embedding(codes + self.offsets)  # [N, M, H]
-        return (emb * real).sum(dim=1)
+        """Sum of an item's M token embeddings: ``codes [N, M]`` -> ``[N, H]`` (pad codes give 0).
+
+        One ``embedding_bag`` (weights 1, 0 on pad codes): no ``[N, M, H]`` tensor is built,
+        forward or backward (at 100k items it halves the cost of this table)."""
+        real = (codes < self.sizes).to(self.embedding.weight.dtype)  # [N, M]
+        return F.embedding_bag(codes + self.offsets, self.embedding.weight, mode="sum", per_sample_weights=real)
 
     def codebook_tables(self) -> torch.Tensor:
         """Token embeddings of every codebook, padded to ``[M, D, H]`` (pad slots hold the pad row)."""
@@ -99,6 +108,89 @@ class BeamDecoderLayer(nn.Module):
         """Project the history once: ``memory [B, T, H]`` -> keys, values ``[B, nh, T, dh]``."""
         k, v = self.kv_cross(memory).chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
+
+    def step_kv(self, steps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of step embeddings: ``[..., H]`` -> ``[..., nh, dh]`` each.
+
+        A step's keys/values depend on its own embedding only (steps never mix), so at inference
+        they are computed once per (codebook, token) pair and per user's BOS, not per path and step.
+        """
+        k, v = self.kv_self(self.norm_steps(steps)).chunk(2, dim=-1)
+        shape = (*steps.shape[:-1], self.n_heads, self.head_dim)
+        return k.reshape(shape), v.reshape(shape)
+
+    def memory_tables(
+        self, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cross-attention of each user folded with its query and output projections, for
+        :meth:`forward_last`: a query ``y`` (normed state) scores history position t of head h by
+        ``y . (W_q,h^T k_ht) / sqrt(dh) + b_q,h . k_ht / sqrt(dh)`` and reads ``W_o,h v_ht``, so
+        per path the cross-attention is two ``[H] x [H, nh * T]`` products instead of two
+        ``H x H`` projections around an attention call.
+
+        Args:
+            mem_kv: keys, values ``[B, nh, T, dh]`` (:meth:`memory_kv`); mem_mask: ``[B, T]``.
+
+        Returns:
+            keys ``[B, H, nh * T]``, score offsets ``[B, 1, nh * T]`` (-inf on padding) and
+            projected values ``[B, nh * T, H]``.
+        """
+        mk, mv = mem_kv
+        b, nh, t, dh = mk.shape
+        scale = dh ** -0.5
+        w_q = self.q_cross.weight.view(nh, dh, -1)  # [nh, dh, H]
+        keys = torch.einsum("bhtd,hdi->bhti", mk, w_q).reshape(b, nh * t, -1).transpose(1, 2) * scale
+        offset = torch.einsum("bhtd,hd->bht", mk, self.q_cross.bias.view(nh, dh)) * scale  # [B, nh, T]
+        offset = offset.masked_fill(~mem_mask.unsqueeze(1), float("-inf")).reshape(b, 1, nh * t)
+        values = torch.einsum("bhtd,ohd->bhto", mv, self.out_cross.weight.view(-1, nh, dh)).reshape(b, nh * t, -1)
+        return keys, offset, values
+
+    def forward_last(
+        self,
+        x: torch.Tensor,
+        rows: torch.Tensor,
+        pair_kv: Tuple[torch.Tensor, torch.Tensor],
+        bos_kv: Tuple[torch.Tensor, torch.Tensor],
+        memory: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """The state after all steps from precomputed step keys/values: equals ``forward(...)``
+        at its last position (in training mode, with dropout drawn anew except on the steps).
+
+        Args:
+            x: ``[B, K, H]`` query stream, or ``[B, 1, H]`` shared by the K paths (the BOS query
+                of the first layer: it is scored once per user against every pair's key).
+            rows: ``[B, K, S]`` the emitted pairs, as rows of ``pair_kv``.
+            pair_kv: keys, values (:meth:`step_kv`) of R pairs, ``[R, nh, dh]`` shared by every
+                user or ``[B, R, nh, dh]`` per user.
+            bos_kv: keys, values ``[B, nh, dh]`` of each user's BOS step.
+            memory: the users' cross-attention tables (:meth:`memory_tables`).
+
+        Returns:
+            ``[B, K, H]``.
+        """
+        b, k, s = rows.shape
+        (pair_k, pair_v), (bos_k, bos_v) = pair_kv, bos_kv
+        nh, dh = bos_k.shape[1:]
+        p = self.attn_dropout if self.training else 0.0
+        shared = pair_k.dim() == 3
+        user = torch.arange(b, device=rows.device).view(b, 1, 1)
+        index = rows if shared else (user, rows)
+        q = self.q_self(self.norm_self(x)).view(b, x.size(1), nh, dh)  # [B, K|1, nh, dh]
+        if x.size(1) == 1:  # one query per user: score it against the R pairs, then read S of them
+            table = torch.einsum("bhd,rhd->brh" if shared else "bhd,brhd->brh", q[:, 0], pair_k)  # [B, R, nh]
+            pair_scores = table[user, rows]  # [B, K, S, nh]
+        else:
+            pair_scores = (q.unsqueeze(2) * pair_k[index]).sum(-1)  # [B, K, S, nh]
+        bos_scores = (q * bos_k.unsqueeze(1)).sum(-1).expand(b, k, nh)  # [B, K, nh]
+        scores = torch.cat([bos_scores.unsqueeze(2), pair_scores], dim=2) / dh ** 0.5  # [B, K, S + 1, nh]
+        weights = F.dropout(torch.softmax(scores, dim=2), p, self.training).unsqueeze(-1)
+        att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[index]).sum(2)  # [B, K, nh, dh]
+        x = x + self.dropout(self.out_self(att.reshape(b, k, nh * dh)))  # [B, K, H]
+        keys, offset, values = memory
+        scores = torch.baddbmm(offset, self.norm_cross(x), keys).view(b, k, nh, -1)  # [B, K, nh, T]
+        weights = F.dropout(torch.softmax(scores, dim=-1), p, self.training).view(b, k, -1)
+        x = x + self.dropout(torch.baddbmm(self.out_cross.bias, weights, values))  # [B, K, H]
+        return x + self.dropout(self.ff(self.norm_ff(x)))
 
     def forward(
         self, x: torch.Tensor, steps: torch.Tensor, mem_kv: Tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
@@ -166,6 +258,46 @@ class TokenDecoder(nn.Module):
             x = layer(x, steps, kv, mem_mask)
         return self.norm(x)
 
+    def step_tables(
+        self,
+        pairs: torch.Tensor,
+        bos: torch.Tensor,
+        mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
+        mem_mask: torch.Tensor,
+        reuse: Optional["StepTables"] = None,
+    ) -> "StepTables":
+        """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
+        user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
+        BOS step ``bos [B, H]`` (dropout, if any, already applied to both), and the users'
+        cross-attention tables of their history (``mem_kv``, ``mem_mask`` as in :meth:`forward`),
+        taken from ``reuse`` (tables of the same users and weights) when given."""
+        if reuse is not None:
+            memory = reuse.memory
+        else:
+            memory = [layer.memory_tables(kv, mem_mask) for layer, kv in zip(self.layers, mem_kv)]
+        return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers], memory)
+
+    def forward_last(self, tables: "StepTables", rows: torch.Tensor) -> torch.Tensor:
+        """State after every path's steps, the steps given as pair rows ``rows [B, K, S]`` of
+        ``tables`` -> ``[B, K, H]``. Equals ``forward(..., last_only=True)`` in eval mode at a
+        fraction of its cost: no step is projected again, the first layer's query is per user.
+        (In training mode the steps keep the dropout drawn once in ``tables``.)"""
+        x = tables.bos.unsqueeze(1)  # [B, 1, H]: every path starts from its user's BOS query
+        for layer, (pair_k, pair_v, bos_k, bos_v), memory in zip(self.layers, tables.kv, tables.memory):
+            x = layer.forward_last(x, rows, (pair_k, pair_v), (bos_k, bos_v), memory)
+        return self.norm(x.expand(*rows.shape[:2], -1))
+
+
+@dataclass
+class StepTables:
+    """Step keys/values and cross-attention tables of the decoder for B users, shared by all
+    their paths and steps."""
+
+    bos: torch.Tensor  # [B, H] the BOS step (BOS + user state), also the first query
+    kv: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: pair keys,
+    # pair values [R, nh, dh] or [B, R, nh, dh] (see TokenDecoder.step_tables), BOS keys, values [B, nh, dh]
+    memory: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: BeamDecoderLayer.memory_tables
+
 
 class CodebookHeads(nn.Module):
     """M output heads: logits of codebook ``r`` = ``W_r h`` dot that codebook's token embeddings / tau."""
@@ -185,9 +317,20 @@ class CodebookHeads(nn.Module):
         Returns:
             ``[..., M, D]`` logits, ``-inf`` on padding slots.
         """
-        q = self.proj(h).view(*h.shape[:-1], self.n_codebooks, h.size(-1))  # [..., M, H]
-        logits = torch.einsum("...mh,mdh->...md", q, tables) / self.temperature
+        weight, bias = self.fused(tables)
+        logits = F.linear(h, weight, bias).view(*h.shape[:-1], *valid.shape)
         return logits.masked_fill(~valid, float("-inf"))
+
+    def fused(self, tables: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The heads as one linear map ``H -> M * D``: ``(W_r h + b_r) . e_rd / tau`` =
+        ``h . (W_r^T e_rd) / tau + b_r . e_rd / tau``; one matmul per state instead of a projection
+        to ``M x H`` and M table products. Returns weight ``[M * D, H]`` and bias ``[M * D]``."""
+        m, d, hidden = tables.shape
+        weight = self.proj.weight.view(m, hidden, hidden)  # [M, H_out, H_in]
+        bias = self.proj.bias.view(m, hidden)
+        fused_w = torch.bmm(tables, weight).reshape(m * d, hidden) / self.temperature  # [M * D, H_in]
+        fused_b = torch.bmm(tables, bias.unsqueeze(-1)).reshape(m * d) / self.temperature
+        return fused_w, fused_b
 
     def one_codebook(
         self, h: torch.Tensor, codebook: torch.Tensor, tables: torch.Tensor, valid: torch.Tensor

@@ -411,17 +411,48 @@ class REG4Rec(SequentialRecommender):
             states, codebooks, self.token_embedding.codebook_tables(), self.token_embedding.table_valid
         )
 
-    def step_function(self, ctx: EncodedContext):
+    def step_function(self, ctx: EncodedContext, cached: Optional[bool] = None):
         """The :data:`~.beam_search.StepFn` of these users: last decoder state -> token
-        log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``."""
+        log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``.
 
-        def step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-            state = self.decode(ctx, codebooks, tokens, last_only=True)[:, :, -1]  # [B, K, H]
-            log_probs = torch.log_softmax(self.token_logits(state), dim=-1)
+        ``cached`` (default: in eval mode) computes everything that depends on the users or the
+        weights only once, here: the decoder's step keys/values of every (codebook, token) pair
+        and of each user's BOS (:meth:`.layers.TokenDecoder.step_tables`) and the heads as one
+        ``H -> M x D`` map; each call then decodes just the new query of every path. Same values
+        as ``cached=False`` (:meth:`decode` of the whole prefix at every call) up to float
+        rounding; with dropout active (training mode) only the uncached form is exact.
+        """
+        if cached is None:
+            cached = not self.training
+        if not cached:
+
+            def step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                state = self.decode(ctx, codebooks, tokens, last_only=True)[:, :, -1]  # [B, K, H]
+                log_probs = torch.log_softmax(self.token_logits(state), dim=-1)
+                reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
+                return log_probs, reflect
+
+            return step
+        tables = self.decoder.step_tables(self.pair_embeddings(), self.bos + ctx.last, ctx.mem_kv, ctx.mem_mask)
+        head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())
+        valid = self.token_embedding.table_valid
+        pad = None if bool(valid.all()) else ~valid
+
+        def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            rows = self.token_embedding.rows(codebooks, tokens)  # [B, K, S]
+            state = self.decoder.forward_last(tables, rows)  # [B, K, H]
+            logits = F.linear(state, head_w, head_b).view(*state.shape[:-1], *valid.shape)  # [B, K, M, D]
+            if pad is not None:
+                logits = logits.masked_fill(pad, float("-inf"))
             reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
-            return log_probs, reflect
+            return torch.log_softmax(logits, dim=-1), reflect
 
-        return step
+        return cached_step
+
+    def pair_embeddings(self) -> torch.Tensor:
+        """Step embedding (token + codebook embedding) of every row of the token embedding,
+        ``[R, H]``; a pair's row is ``token_embedding.rows(codebook, token)``, as in :meth:`decode`."""
+        return self.token_embedding.embedding.weight + self.codebook_embedding(self.token_embedding.row_codebook)
 
     # ---- training -----------------------------------------------------------------------------
     def sample_training_orders(self, ctx: EncodedContext, target: torch.Tensor) -> torch.Tensor:
@@ -451,12 +482,18 @@ class REG4Rec(SequentialRecommender):
                 2, orders.view(b, m, 1, 1).expand(b, m, 1, self.token_embedding.max_size)
             ).squeeze(2)  # [B, M, D] logits of each step's codebook
         else:
+            # the M target pairs are known, only their order is planned: their step keys/values
+            # are computed once (dropout drawn once per pair), each pass decodes one query per user
+            codebooks = torch.arange(m, device=target.device).expand(b, m)
+            steps = self.dropout(self.token_embedding(codebooks, target) + self.codebook_embedding(codebooks))
+            bos = self.dropout(self.bos + ctx.last)
+            tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask)  # rows = codebooks
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
             for _ in range(m - 1):
-                tokens = target.gather(1, order.view(b, -1)).view(b, 1, -1)
-                logits = self.token_logits(self.decode(ctx, order, tokens, last_only=True)[:, 0, -1])  # [B, M, D]
+                state = self.decoder.forward_last(tables, order)[:, 0]  # [B, H]
+                logits = self.token_logits(state)  # [B, M, D]
                 conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
                 nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
                 emitted[rows, nxt] = True
