@@ -8,6 +8,7 @@
     steps-curve        NDCG@10 against the reasoning steps L, from saved checkpoints
     memory             resident memory after every epoch of a long run (leak check)
     scale              evaluation / training / tokenizer cost against the catalogue size N
+    scale-breakdown    where REG4Rec's evaluation and training time goes at one N, beside SASRec
     inference-study    inference settings of trained checkpoints chosen on validation, with controls
 
 Training and hyper-parameter sweeps keep RecBole's names: ``run_recbole.py`` and ``run_hyper.py``.
@@ -42,6 +43,8 @@ COMMANDS = {
                         "inference settings of trained checkpoints chosen on validation, beside their controls"),
     "scale": ("recbole_reg4rec.benchmark.scale", "scale_command",
               "evaluation / training / tokenizer cost of REG4Rec, TIGER, SASRec against the catalogue size N"),
+    "scale-breakdown": ("recbole_reg4rec.benchmark.scale_breakdown", "breakdown_command",
+                        "where REG4Rec's evaluation and training time goes at one N, beside SASRec"),
 }
 
 #: commands whose unknown ``--key=value`` flags are config overrides (the others refuse them)
@@ -277,6 +280,24 @@ def _add_scale(sub) -> None:
     p.add_argument("--output", default="runs/scale")
 
 
+SCALE_BREAKDOWN_HELP = """\
+CPU-time split of one point of the scale benchmark (synthetic catalogue of N items, untrained models, one
+torch thread, medians over rounds): REG4Rec's decoder steps / candidate bookkeeping / rest in a full-ranking
+evaluation, and encoder / order planning / decoder passes / backward in a training batch, beside SASRec.
+
+    python reg4rec.py scale-breakdown --items 2000 --rounds 5
+"""
+
+
+def _add_scale_breakdown(sub) -> None:
+    p = _subparser(sub, "scale-breakdown", SCALE_BREAKDOWN_HELP)
+    p.add_argument("--items", type=int, default=2000, help="catalogue size N")
+    p.add_argument("--users", type=int, default=3000, help="synthetic users")
+    p.add_argument("--eval_users", type=int, default=500, help="test users scored over all items")
+    p.add_argument("--rounds", type=int, default=5, help="evaluation rounds (median)")
+    p.add_argument("--batches", type=int, default=10, help="training batches (median)")
+
+
 INFERENCE_STUDY_HELP = """\
 Inference settings (score mode, ID-head weight, reflection weight, reasoning steps L) act at inference
 only, so one trained model per seed serves the study: the auto selection runs on the validation split,
@@ -304,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reg4rec.py", description=__doc__, formatter_class=_RAW)
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for add in (_add_benchmark, _add_tokenize, _add_explain, _add_pars_sweep, _add_pars_sweep_report,
-                _add_steps_curve, _add_memory, _add_scale, _add_inference_study):
+                _add_steps_curve, _add_memory, _add_scale, _add_scale_breakdown, _add_inference_study):
         add(sub)
     return parser
 

@@ -9,21 +9,17 @@ less sensitive to other jobs on a shared machine than wall time) of
 * a training batch: REG4Rec's encoder, CRSS order planning, the remaining decoder passes and loss
   terms, backward and optimizer step, against SASRec's forward, backward and step.
 
-    python scripts/scale_breakdown.py --items 2000 --rounds 5
+    python reg4rec.py scale-breakdown --items 2000 --rounds 5
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, List
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 class Timers:
@@ -121,19 +117,12 @@ def train_breakdown(sasrec, reg, batches: int) -> Dict[str, float]:
     return _median_rows(rows)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--users", type=int, default=3000)
-    parser.add_argument("--eval_users", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=5, help="evaluation rounds (median)")
-    parser.add_argument("--batches", type=int, default=10, help="training batches (median)")
-    args = parser.parse_args(argv)
-
+def breakdown_command(args) -> int:
+    """``reg4rec.py scale-breakdown``: prints the two tables, exit status 0."""
     import torch
 
     import recbole_reg4rec  # noqa: F401  (registry + compat layer)
-    from recbole_reg4rec.benchmark.scale import build, write_dataset
+    from .scale import build, write_dataset
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +136,4 @@ def main(argv=None) -> None:
         print(f"\n{title}:")
         for key, value in parts.items():
             print(f"  {key:40s} {value:8.3f}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

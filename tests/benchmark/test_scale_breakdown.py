@@ -1,0 +1,19 @@
+"""``reg4rec.py scale-breakdown`` at tiny sizes: every part of both tables is timed."""
+
+from __future__ import annotations
+
+import re
+from argparse import Namespace
+
+from recbole_reg4rec.benchmark.scale_breakdown import breakdown_command
+
+
+def test_breakdown_times_every_part_of_evaluation_and_training(workdir, capsys):
+    args = Namespace(items=150, users=60, eval_users=10, rounds=1, batches=1, verbose=False)
+    assert breakdown_command(args) == 0
+    out = capsys.readouterr().out
+    times = {label.strip(): float(value) for label, value in re.findall(r"^  (.+?)\s+(\d+\.\d+)$", out, re.M)}
+    for part in ("SASRec total", "REG4Rec total", "REG4Rec encoder", "REG4Rec order planning", "candidate bookkeeping"):
+        assert part in times, (part, out)
+    assert all(value >= 0 for value in times.values())
+    assert times["REG4Rec total"] > 0 and times["SASRec total"] > 0
