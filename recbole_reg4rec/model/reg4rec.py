@@ -573,7 +573,8 @@ class REG4Rec(SequentialRecommender):
             labels = torch.stack([torch.ones_like(neg_labels), neg_labels], dim=1)
             loss = loss + self.reflection_loss_weight * F.binary_cross_entropy_with_logits(refl, labels)
         if self.item_head_enabled and self.item_loss_weight > 0:
-            item_logits = ctx.last @ self.item_table().t()  # [B, N]
+            items = ctx.items if ctx.items is not None else self.item_table()  # the encoder already built it
+            item_logits = ctx.last @ items.t()  # [B, N]
             loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
         return loss
 
