@@ -8,12 +8,19 @@ measured on one CPU thread, a SASRec training batch takes 2.3 x as long with it 
 restore the setting it overwrote.
 """
 
+import warnings
+
 import torch
 
 
 def install() -> None:
     """Import RecBole's sequential models now and undo SINE's process-wide switch (idempotent)."""
     previous = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
-    import recbole.model.sequential_recommender  # noqa: F401  (sine.py switches detection on)
+    with warnings.catch_warnings():
+        # recbole's dien.py docstrings hold '\p': compiled on first import (a fresh install), Python warns
+        # (DeprecationWarning up to 3.11, SyntaxWarning from 3.12) — triggered here by our import, not the user's
+        for category in (DeprecationWarning, SyntaxWarning):
+            warnings.filterwarnings("ignore", message="invalid escape sequence", category=category)
+        import recbole.model.sequential_recommender  # noqa: F401  (sine.py switches detection on)
 
     torch.autograd.set_detect_anomaly(*previous)
