@@ -161,14 +161,17 @@ def install() -> None:
     """Hook the lookups described in the module docstring into RecBole (idempotent)."""
     global _ORIGINAL_GET_MODEL
     import recbole.config.configurator as configurator
-    import recbole.quick_start.quick_start as quick_start
     import recbole.utils
     import recbole.utils.utils as recbole_utils
 
     if _ORIGINAL_GET_MODEL is None:
         _ORIGINAL_GET_MODEL = recbole_utils.get_model
+    # recbole.quick_start binds `from recbole.utils import get_model` when it is imported: patched here
+    # if it already is, else it binds ours when imported later (importing it now would load Ray: ~0.7 s)
+    quick_start = sys.modules.get("recbole.quick_start.quick_start")
     for module in (recbole.utils, recbole_utils, configurator, quick_start):
-        module.get_model = get_model
+        if module is not None:
+            module.get_model = get_model
     Config = configurator.Config
     if not getattr(Config._load_internal_config_dict, "__reg4rec_wrapped__", False):
         Config._load_internal_config_dict = _wrap_load_internal_config_dict(Config._load_internal_config_dict)
