@@ -195,9 +195,11 @@ def test_summary_and_paired_differences_match_hand_computation(bench):
 
 
 def test_rerun_redoes_only_a_missing_cell(bench, capsys):
+    """... and the redone cell (same seed, a new run) reproduces the lost one's metrics exactly."""
     out = bench / "out"
     before = _run_ids(out)
     lost = cell_id("SASRec", 2020)
+    first = pd.read_csv(out / "runs.csv").set_index("cell_id").loc[lost]
     (out / "cells" / f"{lost}.json").unlink()
     (out / "cells" / f".{lost}.json.abc.tmp").write_text('{"status": "ok", "trunc')  # a write cut short
 
@@ -208,7 +210,13 @@ def test_rerun_redoes_only_a_missing_cell(bench, capsys):
     assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in before.items() if k != lost}
     printed = capsys.readouterr().out
     assert printed.count("finished earlier") == 3 and "[2/4] SASRec seed 2020 ..." in printed
-    assert len(pd.read_csv(out / "runs.csv")) == 4
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 4
+    again = runs.set_index("cell_id").loc[lost]
+    metrics = [c for c in runs.columns if c.startswith(("test_", "valid_")) and "@" in c]
+    assert len(metrics) >= 8
+    assert again[metrics].tolist() == first[metrics].tolist()  # same seed, same numbers
+    assert again["config_hash"] == first["config_hash"] and again["run_id"] != first["run_id"]
 
 
 def test_changed_settings_are_not_taken_as_finished(bench):
