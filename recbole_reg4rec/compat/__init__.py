@@ -16,7 +16,18 @@ behaviour is not changed beyond the aliases.
 import warnings
 from typing import NamedTuple
 
-from . import anomaly_detection, atomic_files, checkpoints, config_checks, data_checks, distributed, loss_defaults, numpy_aliases, safe_pickles
+from . import (
+    anomaly_detection,
+    atomic_files,
+    checkpoints,
+    config_checks,
+    data_checks,
+    distributed,
+    loss_defaults,
+    numpy_aliases,
+    safe_pickles,
+    tensorboard_dirs,
+)
 
 
 class Patch(NamedTuple):
@@ -43,6 +54,8 @@ PATCHES = (
           "DDP assumes CUDA (nccl); ranks race on checkpoint names and folders", distributed),
     Patch("sequential_recommender/sine.py (imported by get_model)", "turns autograd anomaly detection on for the "
           "whole process: every backward 2-2.5 x slower", anomaly_detection),
+    Patch("recbole.utils.get_tensorboard (bound in Trainer's module)", "writer on a relative folder, never closed: "
+          "after a change of directory its thread writes elsewhere or fails", tensorboard_dirs),
 )
 
 
