@@ -46,9 +46,6 @@ from recbole_reg4rec.registry import get_model
 from entry_points import load_entry_point
 from synthetic import write_synthetic_dataset
 
-# with -n, this module's tests share one worker: its module-scoped fixture is built once
-pytestmark = pytest.mark.xdist_group("test_benchmark_harness")
-
 REPO = Path(__file__).resolve().parents[2]
 reg4rec_cli = load_entry_point("reg4rec")
 

@@ -18,9 +18,6 @@ from kill_points import tiny_config
 from kill_points import assert_same_as_reference
 from recbole_reg4rec.compat.checkpoints import last_checkpoint_path, load_checkpoint
 
-# with -n, this module's tests share one worker: its module-scoped fixture is built once
-pytestmark = pytest.mark.xdist_group("test_ddp_resume")
-
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):

@@ -25,9 +25,6 @@ from kill_points import assert_same_as_reference, tiny_config
 from recbole_reg4rec.compat.checkpoints import last_checkpoint_path, load_checkpoint
 from recbole_reg4rec.quick_start import run_recbole
 
-# with -n, this module's tests share one worker: its module-scoped fixture is built once
-pytestmark = pytest.mark.xdist_group("test_resume_after_kill")
-
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 

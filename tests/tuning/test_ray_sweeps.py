@@ -24,9 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 import run_hyper  # noqa: E402
 
-# with -n, this module's tests share one worker: its module-scoped fixture is built once
-pytestmark = pytest.mark.xdist_group("test_ray_sweeps")
-
 
 # ---------------------------------------------------------------- params file -> search space
 def test_every_distribution_maps_to_its_ray_domain():

@@ -19,9 +19,6 @@ from recbole_reg4rec.compat.checkpoints import load_checkpoint
 from recbole_reg4rec.tuning import SweepSettings, run_sweep
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
 
-# with -n, this module's tests share one worker: its module-scoped fixture is built once
-pytestmark = pytest.mark.xdist_group("test_ray_trial_paths")
-
 STAMP = "Jan-01-2026_00-00-00"
 
 
