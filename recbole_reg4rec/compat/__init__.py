@@ -54,7 +54,7 @@ PATCHES = (
           "DDP assumes CUDA (nccl); ranks race on checkpoint names and folders", distributed),
     Patch("sequential_recommender/sine.py (imported by get_model)", "turns autograd anomaly detection on for the "
           "whole process: every backward 2-2.5 x slower", anomaly_detection),
-    Patch("recbole.utils.get_tensorboard (bound in Trainer's module)", "writer on a relative folder, never closed: "
+    Patch("recbole.utils.utils.SummaryWriter (used by get_tensorboard)", "writer on a relative folder, never closed: "
           "after a change of directory its thread writes elsewhere or fails", tensorboard_dirs),
 )
 
