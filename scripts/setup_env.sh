@@ -43,18 +43,20 @@ pip_setting() {
 use_uv() {
     [ "${USE_UV:-1}" = "1" ] || return 1
     [ -x "$VENV/bin/uv" ] || $PIP install uv >/dev/null 2>&1 || return 1
-    local value
-    value="$(pip_setting index-url)"; [ -z "$value" ] || export UV_INDEX_URL="${UV_INDEX_URL:-${value% }}"
-    value="$(pip_setting extra-index-url)"; [ -z "$value" ] || export UV_EXTRA_INDEX_URL="${UV_EXTRA_INDEX_URL:-${value% }}"
-    value="$(pip_setting find-links)"; [ -z "$value" ] || export UV_FIND_LINKS="${UV_FIND_LINKS:-${value% }}"
-    value="$(pip_setting constraint)"; [ -z "$value" ] || export UV_CONSTRAINT="${UV_CONSTRAINT:-${value% }}"
-    value="$(pip_setting cert)"; [ -z "$value" ] || export SSL_CERT_FILE="${SSL_CERT_FILE:-${value% }}"
+    local pair key var value
+    # pip setting -> uv variable (a uv variable the user already set wins)
+    for pair in index-url:UV_INDEX_URL extra-index-url:UV_EXTRA_INDEX_URL find-links:UV_FIND_LINKS \
+                constraint:UV_CONSTRAINT cert:SSL_CERT_FILE; do
+        key="${pair%%:*}"; var="${pair#*:}"
+        value="$(pip_setting "$key")"
+        [ -z "$value" ] || [ -n "${!var:-}" ] || export "$var=${value% }"
+    done
     # pip takes the best version over all sources; uv's default stops at the first index that has the package
     export UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}"
     return 0
 }
-# install ARGS... with uv when it works, else with pip
-install() {
+# pkg_install ARGS...: with uv when it works, else with pip
+pkg_install() {
     if [ "$UV_OK" = "1" ] && "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" "$@"; then
         return 0
     fi
@@ -66,9 +68,9 @@ if use_uv; then UV_OK=1; echo "[setup] installing with uv $("$VENV/bin/uv" --ver
 
 # torch first: anything that pulls torch unpinned would otherwise fetch a multi-GB CUDA build.
 echo "[setup] installing $TORCH_SPEC${TORCH_INDEX:+ from $TORCH_INDEX}"
-install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$TORCH_SPEC"
+pkg_install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$TORCH_SPEC"
 echo "[setup] installing recbole_reg4rec and its dependencies (RecBole's real runtime needs, ray[tune])"
-install -e ".[test]"
+pkg_install -e ".[test]"
 echo "[setup] installing recbole==1.2.1 (without its stale pins)"
-install --no-deps "recbole==1.2.1"
+pkg_install --no-deps "recbole==1.2.1"
 "$VENV/bin/python" -c "import recbole_reg4rec, torch, numpy, pandas, ray; print('[setup] ok: recbole_reg4rec', recbole_reg4rec.__version__, '| torch', torch.__version__, '| numpy', numpy.__version__, '| pandas', pandas.__version__, '| ray', ray.__version__)"
