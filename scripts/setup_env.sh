@@ -38,7 +38,8 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 pip_setting() {
     local var="PIP_$(echo "$1" | tr 'a-z-' 'A-Z_')"
     if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
-    "$VENV/bin/python" -m pip config get "global.$1" 2>/dev/null | tr '\n' ' ' || true
+    # `pip config list`, not `pip config get`: get misses keys of some config files (e.g. /etc/xdg/pip's constraint)
+    "$VENV/bin/python" -m pip config list 2>/dev/null | sed -n "s/^global\.$1='\(.*\)'\$/\1/p" | tr '\n' ' ' || true
 }
 use_uv() {
     [ "${USE_UV:-1}" = "1" ] || return 1
