@@ -54,6 +54,9 @@ use_uv() {
     done
     # pip takes the best version over all sources; uv's default stops at the first index that has the package
     export UV_INDEX_STRATEGY="${UV_INDEX_STRATEGY:-unsafe-best-match}"
+    # pip writes each module's bytecode at install; uv does not by default, and then every process of
+    # the test suite that starts before the first has written it compiles torch, Ray and RecBole again
+    export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"
     return 0
 }
 # pkg_install ARGS...: with uv when it works, else with pip
