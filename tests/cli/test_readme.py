@@ -1,5 +1,5 @@
 """README.md tells the truth: its commands name scripts and flags that exist, the defaults it
-quotes equal the yaml, and every path it names is inside the repository.
+quotes equal the yaml, and every path it (or a document in ``docs/``) names is inside the repository.
 
 Conventions the README follows so that these checks can read it:
 - commands are in fenced ``bash`` blocks, one per line (``\\`` continues a line);
@@ -139,14 +139,21 @@ def test_readme_defaults_equal_the_yaml():
         assert yaml.safe_load(quoted) == values[key], f"README: {key} default {quoted}; yaml: {values[key]!r}"
 
 
-def test_readme_names_only_paths_inside_the_repository():
-    assert "../" not in README, "README points outside the repository"
-    for target in re.findall(r"\]\(([^)#]+)\)", README):
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_readme_and_docs_name_only_paths_inside_the_repository(document):
+    text = document.read_text()
+    name = document.relative_to(ROOT)
+    assert "../" not in text.replace("](../", "]("), f"{name} points outside the repository"
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
         if target.startswith(("http://", "https://")):
             continue
-        assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+        assert (document.parent / target).resolve().is_relative_to(ROOT), f"{name} links outside the repository: {target}"
+        assert (document.parent / target).exists(), f"{name} links to {target}, which does not exist"
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     top = {path.split("/")[0] for path in tracked if "/" in path}
-    for token in re.findall(r"`([\w./-]+/[\w./-]*)`", README):
+    for token in re.findall(r"`([\w./-]+/[\w./-]*)`", text):
         if token.split("/")[0] in top and "*" not in token and "<" not in token:
-            assert (ROOT / token).exists(), f"README names {token}, which does not exist"
+            assert (ROOT / token).exists(), f"{name} names {token}, which does not exist"
