@@ -1,7 +1,8 @@
 """On-disk cache of semantic IDs, keyed by what the tokens depend on.
 
 The key (fingerprint) hashes the item tokens, the inputs of the feature source actually used
-(training interactions for collaborative features, the loaded item fields for side info) and
+(training interactions for collaborative features, the loaded item fields for side info, the
+saved model's bytes for a checkpoint source) and
 every tokenizer setting. A file is an ``.npz`` (no pickles: ``allow_pickle=False``) that stores
 its own fingerprint and a checksum of its content; it is written to a temporary file and moved
 into place with ``os.replace``, so readers never see half a file. A file that fails to load or to
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 
 from ..utils.atomic import atomic_open, remove_abandoned_temporaries
-from .features import side_info_fields
+from .features import is_checkpoint_source, side_info_fields
 from .semantic_ids import SemanticIDs
 from .settings import TokenizerSettings
 
@@ -64,9 +65,11 @@ def dataset_fingerprint(dataset, settings: TokenizerSettings, source: str) -> st
         for name in sorted(inter.columns):
             if name in _interaction_fields(dataset):
                 add(f"inter:{name}", _tensor_bytes(inter[name]))
+    if is_checkpoint_source(source):  # the saved model's content, not its path, decides the tokens
+        add("checkpoint", hashlib.sha256(Path(source).read_bytes()).digest())
     if source in ("side_info", "hybrid"):
         used = side_info_fields(dataset)
-    elif source == "collaborative":
+    elif source == "collaborative" or is_checkpoint_source(source):
         used = []
     else:
         used = [source]

@@ -8,6 +8,9 @@ Sources (``mpq_feature_source``):
 - ``collaborative``: item embeddings factorized from the co-occurrence of items in the *training*
   interactions held by the dataset a model receives (``train_data._dataset``).
 - ``hybrid``: both, each L2-normalized, concatenated.
+- a path ending in ``.pth`` or ``.pt``: the item-embedding table of a trained RecBole model saved
+  on the same dataset (e.g. SASRec's ``item_embedding.weight``), so that items that a sequential
+  ID model places near each other share tokens (collaborative semantic IDs, two passes).
 - any other value names a float_seq item field whose rows are used as they are.
 
 Row 0 (RecBole's padding item) is always a zero vector.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -70,6 +74,13 @@ def resolve_source(dataset, settings: TokenizerSettings, logger: Optional[loggin
         return source
     if source == "collaborative":
         return source
+    if is_checkpoint_source(source):
+        if not Path(source).is_file():
+            raise TokenizerConfigError(
+                f"mpq_feature_source={source!r}: no such checkpoint file. Train an ID model on this dataset "
+                "first (e.g. `run_recbole.py --model=SASRec`) and give the path of the .pth it saved."
+            )
+        return source
     # A named float_seq field.
     available = [f for f in side_fields if dataset.field2type[f] == FeatureType.FLOAT_SEQ]
     if source not in side_fields:
@@ -106,6 +117,10 @@ def build_item_features(
     item_num = dataset.item_num
     seed = int(settings.tokenizer_seed)
 
+    if is_checkpoint_source(source):
+        vectors = checkpoint_item_vectors(source, dataset)
+        vectors[0] = 0.0
+        return ItemFeatures(torch.from_numpy(vectors), source)
     if source not in ("side_info", "collaborative", "hybrid"):
         vectors = _field_matrix(dataset, source).astype(np.float32)
         _check_finite(vectors, source)
@@ -135,6 +150,54 @@ def build_item_features(
     vectors = np.concatenate(parts, axis=1).astype(np.float32)
     vectors[0] = 0.0
     return ItemFeatures(torch.from_numpy(vectors), source, n_missing, n_cold)
+
+
+# --------------------------------------------------------------------------------------------
+# Item embeddings of a trained model
+# --------------------------------------------------------------------------------------------
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+#: state-dict keys of an item-embedding table, in order of preference (RecBole's sequential models)
+ITEM_TABLE_KEYS = ("item_embedding.weight", "item_emb.weight", "item_embeddings.weight")
+
+
+def is_checkpoint_source(source: str) -> bool:
+    """Whether ``mpq_feature_source`` names a saved model rather than a kind of feature."""
+    return source.endswith(CHECKPOINT_SUFFIXES)
+
+
+def checkpoint_item_vectors(path: str, dataset) -> np.ndarray:
+    """``[item_num, d]`` float32 item embeddings read from a RecBole checkpoint of ``dataset``.
+
+    The checkpoint must come from the same dataset (RecBole numbers items by the order of its atomic
+    files, so the same dataset and filters give the same numbering); tables with extra rows after
+    the catalogue (BERT4Rec's mask token) are cut to ``item_num`` rows.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unreadable file: say which and why, not a pickle traceback
+        raise TokenizerConfigError(f"mpq_feature_source={path!r}: cannot load it as a checkpoint ({exc}).") from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
+    trained_on = (checkpoint.get("config") or {}).get("dataset") if isinstance(checkpoint, dict) else None
+    if trained_on is not None and trained_on != dataset.dataset_name:
+        raise TokenizerConfigError(
+            f"mpq_feature_source={path!r} was trained on dataset {trained_on!r}, not {dataset.dataset_name!r}: "
+            "item numbers differ between datasets; train the ID model on this dataset."
+        )
+    key = next((k for k in ITEM_TABLE_KEYS if k in state), None)
+    if key is None:
+        raise TokenizerConfigError(
+            f"mpq_feature_source={path!r} holds no item-embedding table (looked for {', '.join(ITEM_TABLE_KEYS)}); "
+            "save a sequential ID model such as SASRec, GRU4Rec or BERT4Rec."
+        )
+    table = state[key].detach().float().cpu().numpy()
+    if table.ndim != 2 or table.shape[0] < dataset.item_num:
+        raise TokenizerConfigError(
+            f"mpq_feature_source={path!r}: its {key} has shape {tuple(table.shape)}, fewer rows than the "
+            f"{dataset.item_num} items of {dataset.dataset_name!r} (the same dataset with other filters?)."
+        )
+    vectors = np.ascontiguousarray(table[: dataset.item_num], dtype=np.float32)
+    _check_finite(vectors, key)
+    return vectors
 
 
 # --------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ class TokenizerSettings:
         if not isinstance(self.mpq_feature_source, str) or not self.mpq_feature_source:
             raise TokenizerConfigError(
                 f"mpq_feature_source={self.mpq_feature_source!r}: set it to one of "
-                f"{', '.join(FEATURE_SOURCES)} or to the name of a float_seq item field."
+                f"{', '.join(FEATURE_SOURCES)}, a saved model's .pth or the name of a float_seq item field."
             )
 
     def check_catalogue(self, n_real_items: int) -> None:

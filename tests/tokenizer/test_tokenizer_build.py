@@ -16,7 +16,8 @@ from recbole_reg4rec.compat.atomic_files import AtomicFileError
 from recbole_reg4rec.registry import property_file
 from recbole_reg4rec.tokenizer import TokenizerConfigError, build_semantic_ids, build_semantic_ids_with_report
 from recbole_reg4rec.tokenizer import build as build_module
-from recbole_reg4rec.tokenizer.features import collaborative_vectors, training_sequences
+from recbole_reg4rec.tokenizer.cache import dataset_fingerprint
+from recbole_reg4rec.tokenizer.features import build_item_features, collaborative_vectors, training_sequences
 from recbole_reg4rec.tokenizer.settings import TokenizerSettings
 from entry_points import load_entry_point
 from synthetic import SYNTHETIC_LOAD_COL, write_synthetic_dataset
@@ -226,6 +227,37 @@ def test_named_float_seq_source_and_bad_sources(toy):
     config, ds = train_dataset(toy, "toy", mpq_feature_source="price", tokenizer_cache_dir="")
     with pytest.raises(TokenizerConfigError, match=r"mpq_feature_source='price' is a float field.*float_seq"):
         build_semantic_ids(config, ds)
+
+
+def test_a_trained_models_item_embeddings_as_the_feature_source(toy, workdir):
+    _, ds = train_dataset(toy, "toy", tokenizer_cache_dir="")
+    table = torch.randn(ds.item_num + 1, 6)  # one row more than the catalogue, like BERT4Rec's mask token
+    saved = workdir / "SASRec-toy.pth"
+    torch.save({"config": {"dataset": "toy"}, "state_dict": {"item_embedding.weight": table}}, saved)
+    config, ds = train_dataset(toy, "toy", mpq_feature_source=str(saved), tokenizer_cache_dir="")
+    settings = TokenizerSettings.from_config(config)
+    features = build_item_features(ds, settings)
+    expected = table[: ds.item_num].clone()
+    expected[0] = 0.0
+    assert torch.equal(features.vectors, expected)
+    _, report = build_semantic_ids_with_report(config, ds)
+    assert report.extra["feature source"] == str(saved) and report.extra["feature dim"] == 6
+    # the cache keys on the saved model's content: a model retrained to the same path misses
+    before = dataset_fingerprint(ds, settings, str(saved))
+    torch.save({"config": {"dataset": "toy"}, "state_dict": {"item_embedding.weight": table + 1}}, saved)
+    assert dataset_fingerprint(ds, settings, str(saved)) != before
+
+    def refused(state, match, config_part=None, path=saved):
+        torch.save({"config": config_part or {"dataset": "toy"}, "state_dict": state}, saved)
+        config, ds = train_dataset(toy, "toy", mpq_feature_source=str(path), tokenizer_cache_dir="")
+        with pytest.raises(TokenizerConfigError, match=match):
+            build_semantic_ids(config, ds)
+
+    refused({"item_embedding.weight": table}, r"trained on dataset 'ml-1m', not 'toy'", {"dataset": "ml-1m"})
+    refused({"user_embedding.weight": table}, r"no item-embedding table")
+    refused({"item_embedding.weight": table[:5]}, r"fewer rows than the \d+ items")
+    refused({"item_embedding.weight": table}, r"no such checkpoint file.*run_recbole.py --model=SASRec",
+            path=workdir / "missing.pth")
 
 
 def test_non_numeric_float_values_are_named(workdir):
