@@ -190,12 +190,13 @@ class GroupedCandidates:
 
     def completion(self, score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor) -> torch.Tensor:
         """Item scores after the last step (see the module docstring): ``score [B, K]``,
-        ``log_probs [B, K, M, D]``, ``emitted [B, K, M]`` -> ``[B, N]`` (-inf = not reached)."""
+        ``log_probs [B, K, M, D]`` (None when every path emitted every codebook), ``emitted
+        [B, K, M]`` -> ``[B, N]`` (-inf = not reached)."""
         b, k = score.shape
         n, index = self.index.n_items, self.index
         out = torch.full((b * n,), NEG_INF, device=score.device)
         flat_score = score.reshape(-1)
-        flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1)
+        flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1) if log_probs is not None else None
         live = (torch.isfinite(score) & (self.group >= 0)).reshape(-1)
         for subset in self.subset.reshape(-1)[live].unique().tolist():
             path = (live & (self.subset.reshape(-1) == subset)).nonzero().squeeze(1)

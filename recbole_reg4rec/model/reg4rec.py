@@ -36,7 +36,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from ..tokenizer.semantic_ids import SemanticIDs
-from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search, plan_chunks
+from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search, needs_reflection, plan_chunks
 from .catalogue_index import CatalogueIndex
 from .crss import (
     CONFIDENCES,
@@ -411,7 +411,9 @@ class REG4Rec(SequentialRecommender):
             states, codebooks, self.token_embedding.codebook_tables(), self.token_embedding.table_valid
         )
 
-    def step_function(self, ctx: EncodedContext, cached: Optional[bool] = None):
+    def step_function(
+        self, ctx: EncodedContext, cached: Optional[bool] = None, reflection: bool = True, remaining_only: bool = False
+    ):
         """The :data:`~.beam_search.StepFn` of these users: last decoder state -> token
         log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``.
 
@@ -421,6 +423,11 @@ class REG4Rec(SequentialRecommender):
         ``H -> M x D`` map; each call then decodes just the new query of every path. Same values
         as ``cached=False`` (:meth:`decode` of the whole prefix at every call) up to float
         rounding; with dropout active (training mode) only the uncached form is exact.
+
+        What beam search does not read can be left out (cached form): ``reflection=False`` gives
+        ``None`` instead of the reflection (no reflection head), ``remaining_only`` leaves the
+        log-probs of the codebooks already on a path at -inf and, once at most half of the
+        codebooks remain, computes the heads of the remaining ones only.
         """
         if cached is None:
             cached = not self.training
@@ -438,16 +445,40 @@ class REG4Rec(SequentialRecommender):
         valid = self.token_embedding.table_valid
         pad = None if bool(valid.all()) else ~valid
 
-        def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
             rows = self.token_embedding.rows(codebooks, tokens)  # [B, K, S]
             state = self.decoder.forward_last(tables, rows)  # [B, K, H]
+            reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1)) if reflection else None
+            if remaining_only and 2 * codebooks.size(-1) >= self.n_codebooks:
+                return self._remaining_log_probs(state, codebooks, head_w, head_b, pad), reflect
             logits = F.linear(state, head_w, head_b).view(*state.shape[:-1], *valid.shape)  # [B, K, M, D]
             if pad is not None:
                 logits = logits.masked_fill(pad, float("-inf"))
-            reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
             return torch.log_softmax(logits, dim=-1), reflect
 
         return cached_step
+
+    def _remaining_log_probs(
+        self, state: torch.Tensor, codebooks: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, pad
+    ) -> torch.Tensor:
+        """Log-probs ``[B, K, M, D]`` of the codebooks not in ``codebooks [B, K, S]`` from the
+        states ``[B, K, H]`` and the fused heads (:meth:`.layers.CodebookHeads.fused`), -inf on
+        the codebooks already emitted: one head per codebook on the paths still missing it."""
+        b, k, hidden = state.shape
+        m, d = self.n_codebooks, self.token_embedding.max_size
+        flat = state.reshape(b * k, hidden)
+        emitted = torch.zeros(b * k, m, dtype=torch.bool, device=state.device)
+        emitted.scatter_(1, codebooks.reshape(b * k, -1), True)
+        out = flat.new_full((b * k, m, d), float("-inf"))
+        weight, bias = head_w.view(m, d, hidden), head_b.view(m, d)
+        for r in range(m):
+            rows = (~emitted[:, r]).nonzero().squeeze(1)
+            if rows.numel():
+                logits = F.linear(flat.index_select(0, rows), weight[r], bias[r])  # [n, D]
+                if pad is not None:
+                    logits = logits.masked_fill(pad[r], float("-inf"))
+                out.select(1, r).index_copy_(0, rows, torch.log_softmax(logits, dim=-1))
+        return out.view(b, k, m, d)
 
     def pair_embeddings(self) -> torch.Tensor:
         """Step embedding (token + codebook embedding) of every row of the token embedding,
@@ -630,17 +661,25 @@ class REG4Rec(SequentialRecommender):
             score = score + self.item_fusion_weight * prior.gather(1, items.unsqueeze(1)).squeeze(1)
         return score
 
-    def beam_search(self, ctx: EncodedContext) -> Tuple[BeamResult, Optional[torch.Tensor], torch.Tensor]:
+    def beam_search(
+        self, ctx: EncodedContext, trace: bool = True
+    ) -> Tuple[BeamResult, Optional[torch.Tensor], torch.Tensor]:
         """Run CORP beam search for the users of ``ctx`` (one chunk).
+
+        ``trace=False`` (ranking) computes only what the item scores need: no reflection after
+        the last step (``step_reflection`` is NaN there, everywhere without reflection scoring),
+        no head of a codebook a path already emitted.
 
         Returns the :class:`BeamResult`, the item log-prior ``[B, N]`` (or None) and the
         fallback token score ``[B, N]`` (sum over codebooks of the first-step log-probabilities).
         """
         b = ctx.last.size(0)
-        step = self.step_function(ctx)
+        cfg = self.beam_config()
+        cfg.trace = trace
+        step = self.step_function(ctx, reflection=needs_reflection(cfg), remaining_only=not trace)
         index = self.catalogue()
         prior = self.item_log_prior(ctx)
-        result = corp_beam_search(step, index, b, self.beam_config(), prior)
+        result = corp_beam_search(step, index, b, cfg, prior)
         first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
                         torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
         fallback = first[:, 0, 0].index_select(1, index.codes_t[0])  # [B, N], summed in place
@@ -666,7 +705,7 @@ class REG4Rec(SequentialRecommender):
             scores = self.item_log_prior(ctx)
             scores[:, 0] = float("-inf")
             return scores
-        result, prior, fallback = self.beam_search(ctx)
+        result, prior, fallback = self.beam_search(ctx, trace=False)
         self._count_first_codebooks(result)
         token_score = result.item_scores  # [B, N], -inf = not reached
         if self.score_mode == "tokens":
