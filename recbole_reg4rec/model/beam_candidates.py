@@ -28,7 +28,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .catalogue_index import CatalogueIndex, SubsetChildren
+from .catalogue_index import CatalogueIndex
 
 NEG_INF = float("-inf")
 Stats = Tuple[torch.Tensor, Optional[torch.Tensor]]
@@ -51,9 +51,11 @@ def _segments(lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 def _blocks(lengths: torch.Tensor, block_items: int) -> List[slice]:
     """Consecutive row ranges whose summed lengths stay within ``block_items`` (a longer row
     alone is one block)."""
-    ends = torch.cumsum(lengths, 0).tolist()
+    ends = torch.cumsum(lengths, 0)
+    if ends.numel() == 0 or int(ends[-1]) <= block_items:  # the common case: one block
+        return [slice(0, lengths.numel())]
     out, start, base = [], 0, 0
-    for i, end in enumerate(ends):
+    for i, end in enumerate(ends.tolist()):
         if end - base > block_items and i > start:
             out.append(slice(start, i))
             start, base = i, ends[i - 1]
@@ -62,29 +64,12 @@ def _blocks(lengths: torch.Tensor, block_items: int) -> List[slice]:
     return out
 
 
-def _child_lookup(split, group: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor, children: torch.Tensor) -> None:
-    """``counts[rows]``, ``children[rows]`` (``[R, D]``, pre-filled with 0 / -1) = the token
-    counts and child groups after each parent ``group [R]``.
-
-    A searched split (:class:`SubsetChildren`) stores the children of one parent group as one
-    run of its sorted keys: two binary searches per path find the run, and only the tokens some
-    item holds are written (a few per path after the first steps), instead of D searches per path.
-    """
-    d = counts.size(1)
-    if not isinstance(split, SubsetChildren):
-        counts[rows], children[rows] = split.lookup(group, d)
-        return
-    lo = torch.searchsorted(split.keys, group * d)
-    hi = torch.searchsorted(split.keys, group * d + d)
-    entry, offset = _segments(hi - lo)
-    key = lo[entry] + offset
-    flat = rows[entry] * d + split.keys[key] % d
-    counts.view(-1)[flat] = split.counts[key]
-    children.view(-1)[flat] = split.groups[key]
-
-
 class GroupedCandidates:
     """Sparse bookkeeping: per path the codebook subset it emitted (bit mask) and its group.
+
+    Paths on different subsets are handled by the same tensor operations: their groups' items
+    and splits are read from the catalogue-wide concatenated tables of
+    :meth:`CatalogueIndex.group_segments` and :meth:`CatalogueIndex.split_lookup`.
 
     Args:
         index: the catalogue index.
@@ -95,7 +80,6 @@ class GroupedCandidates:
 
     def __init__(self, index: CatalogueIndex, subset: torch.Tensor, group: torch.Tensor, block_items: int) -> None:
         self.index, self.subset, self.group, self.block_items = index, subset, group, block_items
-        self._children: Optional[torch.Tensor] = None  # [B, K, b, D] group ids after expand
 
     @classmethod
     def root(cls, index: CatalogueIndex, n_users: int, block_items: int) -> "GroupedCandidates":
@@ -103,23 +87,30 @@ class GroupedCandidates:
         zeros = torch.zeros(n_users, 1, dtype=torch.long, device=index.device)
         return cls(index, zeros, zeros.clone(), block_items)
 
-    def _items(self, groups, path: torch.Tensor):
-        """Per block of paths (flat ids, all of one subset): (entry's index into ``path``, item ids)."""
-        g = self.group.reshape(-1)[path]
-        lo = groups.starts[g]
-        lengths = groups.starts[g + 1] - lo
+    def _items(self, subset: torch.Tensor, group: torch.Tensor, *per_row: torch.Tensor):
+        """The items of R groups (any subsets), in blocks of at most ``block_items``: yields the
+        item ids ``[E]`` (ascending within a row) and each ``per_row [R]`` value repeated for its
+        row's items."""
+        lo, hi = self.index.group_segments(subset, group)
+        lengths = hi - lo
+        ends = torch.cumsum(lengths, 0)
         for blk in _blocks(lengths, self.block_items):
-            entry, offset = _segments(lengths[blk])
-            entry = entry + blk.start
-            yield entry, groups.members[lo[entry] + offset]
+            counts = lengths[blk]
+            # position in all_members = (segment start - entries before the row) + entry number
+            shift = lo[blk] - (ends[blk] - counts)
+            first = int(ends[blk.start] - lengths[blk.start]) if blk.stop > blk.start else 0
+            total = int(counts.sum())
+            pos = torch.repeat_interleave(shift, counts, output_size=total)
+            pos += torch.arange(first, first + total, device=lo.device)
+            yield (self.index.all_members[pos], *(torch.repeat_interleave(v[blk], counts, output_size=total) for v in per_row))
 
     def expand(self, chosen: torch.Tensor, item_prob: Optional[torch.Tensor], live: torch.Tensor) -> Stats:
         """Consistent-item counts and masses per (path, chosen codebook, token).
 
-        Counts (and the child groups :meth:`select` needs) are read from
-        :meth:`CatalogueIndex.subset_children`, D keys per (path, codebook); only the masses read
-        each path's items: the first step reads the catalogue once per user, later steps the few
-        items of each path (paths of one subset hold disjoint groups).
+        Counts are read from the catalogue's splits (about D keys per (path, codebook), no item
+        read), except where the masses read each path's items anyway (after the first step:
+        ``N / D**s`` items per path after s steps); the first step's masses are one histogram of
+        the catalogue per path.
 
         Args:
             chosen: ``[B, K, b]`` codebooks each path may emit on; item_prob: ``[B, N]`` or None;
@@ -129,66 +120,51 @@ class GroupedCandidates:
             counts ``[B, K, b, D]`` and masses ``[B, K, b, D]`` (None without ``item_prob``).
         """
         b, k, nb = chosen.shape
-        d, index = self.index.max_size, self.index
+        d, n, index = self.index.max_size, self.index.n_items, self.index
         device = chosen.device
-        counts = torch.zeros(b * k * nb, d, dtype=torch.long, device=device)
-        children = torch.full((b * k * nb, d), -1, dtype=torch.long, device=device)
-        masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device) if item_prob is not None else None
         path = torch.arange(b * k, device=device).repeat_interleave(nb)  # [R] path of each (path, branch) row
-        codebook = chosen.reshape(-1)
         subset, group = self.subset.reshape(-1)[path], self.group.reshape(-1)[path]
-        pair = torch.where(live.reshape(-1)[path] & (group >= 0), subset * index.n_codebooks + codebook, -1)
-        for key in pair.unique().tolist():
-            if key < 0:
-                continue
-            s, r = divmod(key, index.n_codebooks)
-            rows = (pair == key).nonzero().squeeze(1)
-            _child_lookup(index.subset_children(s, r), group[rows], rows, counts, children)
-            if masses is not None:
-                self._add_masses(masses, rows, path[rows], k, s, r, item_prob)
-        self._children = children.view(b, k, nb, d)
+        rows = (live.reshape(-1)[path] & (group >= 0)).nonzero().squeeze(1)  # rows with items
+        path, subset, group, codebook = path[rows], subset[rows], group[rows], chosen.reshape(-1)[rows]
         shape = (b, k, nb, d)
-        return counts.view(shape).float(), (masses.view(shape) if masses is not None else None)
-
-    def _add_masses(self, masses, rows, path, k: int, subset: int, codebook: int, item_prob) -> None:
-        """``masses[row, t]`` += item probability of the row's (its path's) items holding token t
-        on ``codebook``; ``rows``, ``path`` ``[R']``, K paths per user, every path on ``subset``.
-
-        Where ``subset`` has few groups (the first steps), one histogram per user over every
-        (group, token) pair is a single pass over the catalogue that serves all the user's paths;
-        later, each path's own (few) items are read.
-        """
-        index = self.index
-        d, n = index.max_size, index.n_items
-        groups = index.subset_groups(subset)
-        n_groups = groups.starts.numel() - 1
-        if n_groups * d <= 2 * n:
-            key = (groups.group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
-            users, local = torch.unique(path // k, return_inverse=True)
-            tokens = torch.arange(d, device=masses.device)
-            for blk in _blocks(torch.full_like(users, n), self.block_items):
-                hist = masses.new_zeros(blk.stop - blk.start, n_groups * d)
-                hist.scatter_add_(1, key.expand(hist.size(0), -1), item_prob[users[blk], 1:])
-                mine = ((local >= blk.start) & (local < blk.stop)).nonzero().squeeze(1)
-                slot = ((local[mine] - blk.start) * (n_groups * d) + self.group.reshape(-1)[path[mine]] * d).unsqueeze(1)
-                masses[rows[mine]] += hist.view(-1)[slot + tokens]
-            return
-        codes = index.codes_t[codebook]
-        flat_prob = item_prob.reshape(-1)
-        user = path // k
-        for entry, item in self._items(groups, path):
-            slot = rows[entry] * d + codes[item]
-            masses.view(-1).index_add_(0, slot, flat_prob[user[entry] * n + item])
+        first_step = bool((subset == 0).all())
+        counts = torch.zeros(b * k * nb * d, dtype=torch.long, device=device)
+        if item_prob is None or first_step:
+            lo, hi = index.split_lookup(subset, codebook, group)
+            entry, offset = _segments(hi - lo)
+            key = lo[entry] + offset
+            counts[rows[entry] * d + index.all_splits.keys[key] % d] = index.all_splits.counts[key]
+        if item_prob is None:
+            return counts.view(shape).float(), None
+        masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device)
+        if first_step:  # every path holds every item: a histogram of the catalogue per path
+            per_block = max(1, self.block_items // n)
+            for start in range(0, rows.numel(), per_block):
+                blk = slice(start, start + per_block)
+                tokens = index.codes_t[codebook[blk], 1:]  # [R', N - 1]
+                masses[rows[blk]] = masses.new_zeros(tokens.size(0), d).scatter_add_(
+                    1, tokens, item_prob[path[blk] // k, 1:]
+                )
+            return counts.view(shape).float(), masses.view(shape)
+        flat_prob, flat_codes = item_prob.reshape(-1), index.codes_t.reshape(-1)
+        masses = masses.view(-1)
+        for item, slot, code_base, prob_base in self._items(subset, group, rows * d, codebook * n, (path // k) * n):
+            slot += flat_codes[code_base + item]
+            # one slot's items come in ascending id order: the sums equal the dense reference's
+            masses.index_add_(0, slot, flat_prob[prob_base + item])
+            counts.index_add_(0, slot, torch.ones_like(slot))
+        return counts.view(shape).float(), masses.view(shape)
 
     def select(self, parent: torch.Tensor, branch: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor):
         """The kept paths: ``parent``, ``branch`` (index into the chosen codebooks), ``codebook``,
-        ``token``, each ``[B, K']``; call after :meth:`expand`."""
-        rows = torch.arange(parent.size(0), device=parent.device).unsqueeze(1)
-        group = self._children[rows, parent, branch, token]
-        subset = gather_paths(self.subset, parent) | (1 << codebook)
-        return GroupedCandidates(self.index, subset, group, self.block_items)
+        ``token``, each ``[B, K']``: the child group of the parent's group is one split lookup."""
+        subset = gather_paths(self.subset, parent)
+        group = self.index.child_groups(
+            subset.reshape(-1), codebook.reshape(-1), gather_paths(self.group, parent).reshape(-1), token.reshape(-1)
+        ).view_as(parent)
+        return GroupedCandidates(self.index, subset | (1 << codebook), group, self.block_items)
 
-    def completion(self, score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor) -> torch.Tensor:
+    def completion(self, score: torch.Tensor, log_probs: Optional[torch.Tensor], emitted: torch.Tensor) -> torch.Tensor:
         """Item scores after the last step (see the module docstring): ``score [B, K]``,
         ``log_probs [B, K, M, D]`` (None when every path emitted every codebook), ``emitted
         [B, K, M]`` -> ``[B, N]`` (-inf = not reached)."""
@@ -196,16 +172,16 @@ class GroupedCandidates:
         n, index = self.index.n_items, self.index
         out = torch.full((b * n,), NEG_INF, device=score.device)
         flat_score = score.reshape(-1)
-        flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1) if log_probs is not None else None
-        live = (torch.isfinite(score) & (self.group >= 0)).reshape(-1)
-        for subset in self.subset.reshape(-1)[live].unique().tolist():
-            path = (live & (self.subset.reshape(-1) == subset)).nonzero().squeeze(1)
-            for entry, item in self._items(index.subset_groups(subset), path):
-                vals = flat_score[path[entry]]
-                for r in range(index.n_codebooks):
-                    if not subset >> r & 1:  # every path of this subset emitted the same codebooks
-                        vals = vals + flat_lp[path[entry], r, index.codes_t[r, item]]
-                _log_add_into(out, (path[entry] // k) * n + item, vals)
+        path = (torch.isfinite(flat_score) & (self.group.reshape(-1) >= 0)).nonzero().squeeze(1)
+        subset = self.subset.reshape(-1)[path]
+        missing = [r for r in range(index.n_codebooks) if not bool(((subset >> r) & 1).all())]
+        flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1) if missing else None
+        for item, row, row_subset in self._items(subset, self.group.reshape(-1)[path], path, subset):
+            vals = flat_score[row]
+            for r in missing:  # in codebook order, as the dense reference adds them
+                lp = flat_lp[row, r, index.codes_t[r, item]]
+                vals = vals + torch.where((row_subset >> r) & 1 == 1, torch.zeros_like(lp), lp)
+            _log_add_into(out, (row // k) * n + item, vals)
         return out.view(b, n)
 
 

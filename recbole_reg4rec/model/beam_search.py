@@ -190,14 +190,16 @@ def expand_candidates(
     Returns:
         chosen ``[B, K, b]`` codebooks, candidate scores ``[B, K, b, D]``, chosen confidences ``[B, K, b]``.
     """
-    conf = codebook_confidence(log_probs, cfg.confidence)  # [B, K, M]
+    b, k, m, d = log_probs.shape
     if cfg.fixed_order:
-        chosen = torch.full((*score.shape, 1), step, dtype=torch.long, device=score.device)
+        chosen = torch.full((b, k, 1), step, dtype=torch.long, device=score.device)
+    elif m - step == 1:  # one codebook left (every path emitted one per step): nothing to choose
+        chosen = (~emitted).to(torch.uint8).argmax(dim=-1, keepdim=True)
     else:
-        chosen = select_codebooks(conf, emitted, cfg.branch)  # [B, K, b]
-    d = log_probs.size(-1)
-    cand_lp = log_probs.gather(2, chosen.unsqueeze(-1).expand(*chosen.shape, d))  # [B, K, b, D]
-    return chosen, score[..., None, None] + cand_lp, conf.gather(2, chosen)
+        chosen = select_codebooks(codebook_confidence(log_probs, cfg.confidence), emitted, cfg.branch)  # [B, K, b]
+    rows = torch.arange(b * k, device=score.device).unsqueeze(1)
+    cand_lp = log_probs.reshape(b * k, m, d)[rows, chosen.reshape(b * k, -1)].view(*chosen.shape, d)  # [B, K, b, D]
+    return chosen, score[..., None, None] + cand_lp, codebook_confidence(cand_lp, cfg.confidence)
 
 
 def merge_equal_sets(

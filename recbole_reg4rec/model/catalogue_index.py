@@ -19,7 +19,7 @@ Three forms of the same index are kept:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -95,6 +95,13 @@ class CatalogueIndex:
         self._has: torch.Tensor | None = None
         self._subset_groups: Dict[int, SubsetGroups] = {}
         self._subset_children: Dict[tuple, SubsetChildren] = {}
+        # every subset's groups and every split used so far, concatenated (see group_segments)
+        self._segment_base: Dict[int, int] = {}
+        self.all_starts = torch.zeros(0, dtype=torch.long, device=codes.device)
+        self.all_members = torch.zeros(0, dtype=torch.long, device=codes.device)
+        self._split_base: Dict[int, int] = {}
+        self._split_end = 0
+        self.all_splits = SubsetChildren(*(torch.zeros(0, dtype=torch.long, device=codes.device) for _ in range(3)))
         self._postings: List[Dict[int, torch.Tensor]] | None = None
         self._padded_postings: torch.Tensor | None = None
 
@@ -154,6 +161,65 @@ class CatalogueIndex:
         child = self.subset_groups(subset | (1 << codebook)).group_of[real]
         groups = torch.empty_like(keys).scatter_(0, inverse, child)  # equal within a key
         return SubsetChildren(keys, counts, groups)
+
+    # ---- many subsets at once (the vectorized bookkeeping of beam search) ----------------------
+    def group_segments(self, subset: torch.Tensor, group: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Where the items of R groups lie in :attr:`all_members`, the groups of any subsets:
+        ``subset, group [R]`` (bit mask, group id in :meth:`subset_groups`) -> ``lo, hi [R]``.
+
+        :attr:`all_starts` / :attr:`all_members` hold the segments of every subset used so far,
+        one after the other (appended on first use), so paths on different subsets are read by
+        one tensor operation instead of one per subset."""
+        pos = _part_offsets(subset, self._segment_base, self._append_segments) + group
+        return self.all_starts[pos], self.all_starts[pos + 1]
+
+    def _append_segments(self, subset: int) -> int:
+        groups = self.subset_groups(subset)
+        base = self.all_starts.numel()
+        self.all_starts = torch.cat([self.all_starts, groups.starts + self.all_members.numel()])
+        self.all_members = torch.cat([self.all_members, groups.members])
+        return base
+
+    def split_lookup(
+        self, subset: torch.Tensor, codebook: torch.Tensor, group: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The children of R parent groups when a codebook is added, any subsets and codebooks at
+        once: ``subset, codebook, group [R]`` -> ``lo, hi [R]``: the keys ``all_splits.keys[lo:hi]``
+        are the (parent group, token) pairs some item holds, the token = key % D, with their item
+        counts and child groups in ``all_splits.counts`` / ``.groups``.
+
+        :attr:`all_splits` concatenates the searched splits (:meth:`split_keys`) of every
+        (subset, codebook) used so far, each shifted by a multiple of D so that the keys stay sorted."""
+        pair = subset * self.n_codebooks + codebook
+        first = _part_offsets(pair, self._split_base, self._append_split) + group * self.max_size
+        keys = self.all_splits.keys  # read after the lookup above appended any missing split
+        return torch.searchsorted(keys, first), torch.searchsorted(keys, first + self.max_size)
+
+    def child_groups(
+        self, subset: torch.Tensor, codebook: torch.Tensor, group: torch.Tensor, token: torch.Tensor
+    ) -> torch.Tensor:
+        """Group (in ``subset | 1 << codebook``) of the items of ``group`` that hold ``token`` on
+        ``codebook``, ``[R]`` each -> ``[R]`` (-1 where no item does or ``group`` is -1)."""
+        pair = subset * self.n_codebooks + codebook
+        query = _part_offsets(pair, self._split_base, self._append_split) + group * self.max_size + token
+        if query.numel() == 0:
+            return group.clone()
+        keys = self.all_splits.keys  # read after the lookup above appended any missing split
+        pos = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
+        hit = (group >= 0) & (keys[pos] == query)  # group -1 would read the previous split's keys
+        return torch.where(hit, self.all_splits.groups[pos], -1)
+
+    def _append_split(self, pair: int) -> int:
+        subset, codebook = divmod(pair, self.n_codebooks)
+        split = self.split_keys(subset, codebook)
+        base = self._split_end
+        old = self.all_splits
+        self.all_splits = SubsetChildren(
+            torch.cat([old.keys, split.keys + base]), torch.cat([old.counts, split.counts]),
+            torch.cat([old.groups, split.groups]),
+        )
+        self._split_end += (self.subset_groups(subset).starts.numel() - 1) * self.max_size
+        return base
 
     # ---- plain inverted index -------------------------------------------------------------
     def postings(self) -> List[Dict[int, torch.Tensor]]:
@@ -284,3 +350,17 @@ class CatalogueIndex:
                 for t, items in self.postings()[r].items():
                     out[i, j, t] = weights[i, j, items.to(weights.device)].sum()
         return out
+
+
+def _part_offsets(keys: torch.Tensor, offsets: Dict[int, int], append: Callable[[int], int]) -> torch.Tensor:
+    """Offset of each key's part in a concatenated table, ``keys [R]`` -> ``[R]``; parts not in
+    ``offsets`` yet are appended (``append(key)`` returns the new part's offset)."""
+    if keys.numel() == 0:
+        return keys.clone()
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    values = []
+    for key in uniq.tolist():
+        if key not in offsets:
+            offsets[key] = append(key)
+        values.append(offsets[key])
+    return torch.tensor(values, dtype=torch.long, device=keys.device)[inverse]

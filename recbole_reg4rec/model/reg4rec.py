@@ -469,7 +469,7 @@ class REG4Rec(SequentialRecommender):
         flat = state.reshape(b * k, hidden)
         emitted = torch.zeros(b * k, m, dtype=torch.bool, device=state.device)
         emitted.scatter_(1, codebooks.reshape(b * k, -1), True)
-        out = flat.new_full((b * k, m, d), float("-inf"))
+        out = flat.new_full((b * k * m, d), float("-inf"))  # row (path, codebook)
         weight, bias = head_w.view(m, d, hidden), head_b.view(m, d)
         for r in range(m):
             rows = (~emitted[:, r]).nonzero().squeeze(1)
@@ -477,7 +477,7 @@ class REG4Rec(SequentialRecommender):
                 logits = F.linear(flat.index_select(0, rows), weight[r], bias[r])  # [n, D]
                 if pad is not None:
                     logits = logits.masked_fill(pad[r], float("-inf"))
-                out.select(1, r).index_copy_(0, rows, torch.log_softmax(logits, dim=-1))
+                out.index_copy_(0, rows * m + r, torch.log_softmax(logits, dim=-1))
         return out.view(b, k, m, d)
 
     def pair_embeddings(self) -> torch.Tensor:
