@@ -13,11 +13,12 @@ Two implementations give the same answers:
 * :class:`GroupedCandidates` (used by the search): a path is one group id of
   :meth:`CatalogueIndex.subset_groups` for the set of codebooks it emitted, i.e. one segment of a
   sorted item list shared by the whole catalogue (a posting-list intersection stored once, not per
-  path). Counts and child groups are D lookups per path in catalogue-level tables
-  (:meth:`CatalogueIndex.subset_children`), with no item read; only the fused prior's masses read
-  items: in the first steps one histogram pass over the catalogue per user serves all its paths,
-  later each path's own few items (about ``N / D**s`` after s steps) are read, in blocks of at
-  most ``block_items`` (path, item) pairs. Nothing grows with users x beam x N.
+  path). Counts are read from catalogue-level split tables (:meth:`CatalogueIndex.split_lookup`)
+  with no item read, and a kept path's group is one lookup there; only the fused prior's masses
+  read items: at the first step one histogram pass over the catalogue per user, later each
+  path's own few items (about ``N / D**s`` after s steps), in blocks of at most ``block_items``
+  (path, item) pairs. Paths on different codebook subsets share every tensor operation (the
+  tables of all subsets are concatenated). Nothing grows with users x beam x N.
 * :class:`DenseCandidates` (reference, tests): one ``[N]`` bool mask per path, narrowed one pair at
   a time; ``O(B * K * N)`` per step.
 """

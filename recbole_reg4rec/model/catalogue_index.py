@@ -56,25 +56,6 @@ class SubsetChildren:
         hit = self.keys[pos] == query
         return torch.where(hit, self.counts[pos], 0), torch.where(hit, self.groups[pos], -1)
 
-    def dense(self, n_groups: int, max_size: int) -> "DenseSubsetChildren":
-        """The same lookups as direct tables over ``n_groups x max_size`` (parent group, token)."""
-        counts = torch.zeros(n_groups * max_size, dtype=torch.long, device=self.keys.device)
-        groups = torch.full((n_groups * max_size,), -1, dtype=torch.long, device=self.keys.device)
-        return DenseSubsetChildren(counts.scatter_(0, self.keys, self.counts), groups.scatter_(0, self.keys, self.groups))
-
-
-@dataclass
-class DenseSubsetChildren:
-    """:class:`SubsetChildren` as two direct tables over every (parent group, token): used when
-    ``groups x D`` is small (the first steps), where a gather beats a binary search."""
-
-    counts: torch.Tensor  # [G * D] long
-    groups: torch.Tensor  # [G * D] long, -1 where no item holds the pair
-
-    def lookup(self, group: torch.Tensor, max_size: int):
-        rows = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
-        return self.counts[rows], self.groups[rows]
-
 
 class CatalogueIndex:
     """Index over ``codes [N, M]`` (row 0 = RecBole's padding item, never a result)."""
@@ -94,7 +75,6 @@ class CatalogueIndex:
         self.token_exists = self.posting_lengths > 0  # [M, D] tokens some real item holds
         self._has: torch.Tensor | None = None
         self._subset_groups: Dict[int, SubsetGroups] = {}
-        self._subset_children: Dict[tuple, SubsetChildren] = {}
         # every subset's groups and every split used so far, concatenated (see group_segments)
         self._segment_base: Dict[int, int] = {}
         self.all_starts = torch.zeros(0, dtype=torch.long, device=codes.device)
@@ -140,21 +120,10 @@ class CatalogueIndex:
             self._subset_groups[subset] = SubsetGroups(group_of, real[order], starts)
         return self._subset_groups[subset]
 
-    def subset_children(self, subset: int, codebook: int):
-        """The split of ``subset``'s groups by the token on ``codebook`` (cached, O(N log N) once):
-        a path's next-token counts and child groups are then a lookup of D keys, with no item
-        read. Direct tables (:class:`DenseSubsetChildren`) where ``groups x D`` is at most two
-        catalogues of ids, a binary search (:class:`SubsetChildren`) beyond."""
-        if (subset, codebook) not in self._subset_children:
-            split = self.split_keys(subset, codebook)
-            n_groups = int(self.subset_groups(subset).starts.numel()) - 1
-            if n_groups * self.max_size <= 2 * self.n_items:
-                split = split.dense(n_groups, self.max_size)
-            self._subset_children[(subset, codebook)] = split
-        return self._subset_children[(subset, codebook)]
-
     def split_keys(self, subset: int, codebook: int) -> SubsetChildren:
-        """:meth:`subset_children` in its searched form (not cached)."""
+        """How ``subset``'s groups split when ``codebook`` is added: the (parent group, token)
+        keys some item holds, with their item counts and child groups (O(N log N); cached in
+        :attr:`all_splits` by :meth:`split_lookup`)."""
         real = torch.arange(1, self.n_items, device=self.device)
         key = self.subset_groups(subset).group_of[real] * self.max_size + self.codes_t[codebook, real]
         keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)

@@ -425,9 +425,9 @@ class REG4Rec(SequentialRecommender):
         rounding; with dropout active (training mode) only the uncached form is exact.
 
         What beam search does not read can be left out (cached form): ``reflection=False`` gives
-        ``None`` instead of the reflection (no reflection head), ``remaining_only`` leaves the
-        log-probs of the codebooks already on a path at -inf and, once at most half of the
-        codebooks remain, computes the heads of the remaining ones only.
+        ``None`` instead of the reflection (no reflection head); ``remaining_only``: once at
+        most half of the codebooks remain, only the heads of the codebooks a path has not
+        emitted yet are computed (the others' log-probs are -inf).
         """
         if cached is None:
             cached = not self.training
