@@ -88,30 +88,28 @@ class GroupedCandidates:
         zeros = torch.zeros(n_users, 1, dtype=torch.long, device=index.device)
         return cls(index, zeros, zeros.clone(), block_items)
 
-    def _items(self, subset: torch.Tensor, group: torch.Tensor, *per_row: torch.Tensor):
+    def _items(self, subset: torch.Tensor, group: torch.Tensor):
         """The items of R groups (any subsets), in blocks of at most ``block_items``: yields the
-        item ids ``[E]`` (ascending within a row) and each ``per_row [R]`` value repeated for its
-        row's items."""
+        row of each entry and the item ids, ``[E]`` each (items ascending within a row)."""
         lo, hi = self.index.group_segments(subset, group)
         lengths = hi - lo
         ends = torch.cumsum(lengths, 0)
         for blk in _blocks(lengths, self.block_items):
             counts = lengths[blk]
-            # position in all_members = (segment start - entries before the row) + entry number
-            shift = lo[blk] - (ends[blk] - counts)
-            first = int(ends[blk.start] - lengths[blk.start]) if blk.stop > blk.start else 0
             total = int(counts.sum())
-            pos = torch.repeat_interleave(shift, counts, output_size=total)
-            pos += torch.arange(first, first + total, device=lo.device)
-            yield (self.index.all_members[pos], *(torch.repeat_interleave(v[blk], counts, output_size=total) for v in per_row))
+            row = torch.repeat_interleave(torch.arange(blk.start, blk.stop, device=lo.device), counts, output_size=total)
+            # position in all_members = segment start + (entry number - entries before the row)
+            first = int(ends[blk.start] - lengths[blk.start]) if total else 0
+            pos = (lo - (ends - lengths))[row] + torch.arange(first, first + total, device=lo.device)
+            yield row, self.index.all_members[pos]
 
     def expand(self, chosen: torch.Tensor, item_prob: Optional[torch.Tensor], live: torch.Tensor) -> Stats:
         """Consistent-item counts and masses per (path, chosen codebook, token).
 
         Counts are read from the catalogue's splits (about D keys per (path, codebook), no item
-        read), except where the masses read each path's items anyway (after the first step:
-        ``N / D**s`` items per path after s steps); the first step's masses are one histogram of
-        the catalogue per path.
+        read). Masses read items: where a subset has few groups (the first steps), one histogram
+        of the catalogue per user and (subset, codebook) serves all the user's paths on it;
+        beyond, each path's own items are read (``N / D**s`` of them after s steps).
 
         Args:
             chosen: ``[B, K, b]`` codebooks each path may emit on; item_prob: ``[B, N]`` or None;
@@ -128,33 +126,47 @@ class GroupedCandidates:
         rows = (live.reshape(-1)[path] & (group >= 0)).nonzero().squeeze(1)  # rows with items
         path, subset, group, codebook = path[rows], subset[rows], group[rows], chosen.reshape(-1)[rows]
         shape = (b, k, nb, d)
-        first_step = bool((subset == 0).all())
         counts = torch.zeros(b * k * nb * d, dtype=torch.long, device=device)
-        if item_prob is None or first_step:
-            lo, hi = index.split_lookup(subset, codebook, group)
-            entry, offset = _segments(hi - lo)
-            key = lo[entry] + offset
-            counts[rows[entry] * d + index.all_splits.keys[key] % d] = index.all_splits.counts[key]
+        lo, hi = index.split_lookup(subset, codebook, group)
+        entry, offset = _segments(hi - lo)
+        key = lo[entry] + offset
+        counts[rows[entry] * d + index.all_splits.keys[key] % d] = index.all_splits.counts[key]
         if item_prob is None:
             return counts.view(shape).float(), None
         masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device)
-        if first_step:  # every path holds every item: a histogram of the catalogue per path
-            per_block = max(1, self.block_items // n)
-            for start in range(0, rows.numel(), per_block):
-                blk = slice(start, start + per_block)
-                tokens = index.codes_t[codebook[blk], 1:]  # [R', N - 1]
-                masses[rows[blk]] = masses.new_zeros(tokens.size(0), d).scatter_add_(
-                    1, tokens, item_prob[path[blk] // k, 1:]
-                )
-            return counts.view(shape).float(), masses.view(shape)
-        flat_prob, flat_codes = item_prob.reshape(-1), index.codes_t.reshape(-1)
-        masses = masses.view(-1)
-        for item, slot, code_base, prob_base in self._items(subset, group, rows * d, codebook * n, (path // k) * n):
-            slot += flat_codes[code_base + item]
+        user = path // k
+        few = index.few_groups(subset)  # [R] bool: the row's subset is read by histograms
+        if bool(few.any()):
+            pair = subset * index.n_codebooks + codebook
+            for key in pair[few].unique().tolist():
+                sel = (few & (pair == key)).nonzero().squeeze(1)
+                self._histogram_masses(masses, rows[sel], user[sel], group[sel], *divmod(key, index.n_codebooks), item_prob)
+        sel = (~few).nonzero().squeeze(1)
+        flat_prob, flat_codes, flat = item_prob.reshape(-1), index.codes_t.reshape(-1), masses.view(-1)
+        for row, item in self._items(subset[sel], group[sel]):
+            row = sel[row]
+            slot = rows[row] * d + flat_codes[codebook[row] * n + item]
             # one slot's items come in ascending id order: the sums equal the dense reference's
-            masses.index_add_(0, slot, flat_prob[prob_base + item])
-            counts.index_add_(0, slot, torch.ones_like(slot))
+            flat.index_add_(0, slot, flat_prob[user[row] * n + item])
         return counts.view(shape).float(), masses.view(shape)
+
+    def _histogram_masses(self, masses, rows, user, group, subset: int, codebook: int, item_prob) -> None:
+        """``masses[rows] =`` item probability per token of ``codebook`` of each row's items, for
+        rows of one ``subset``: one pass over the catalogue per user builds every (group, token)
+        bin of that user, then each row reads its group's D bins."""
+        index = self.index
+        d, n = index.max_size, index.n_items
+        n_bins = (index.subset_groups(subset).starts.numel() - 1) * d
+        key = (index.subset_groups(subset).group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
+        users, local = torch.unique(user, return_inverse=True)
+        tokens = torch.arange(d, device=masses.device)
+        per_block = max(1, self.block_items // max(n, n_bins))
+        for start in range(0, users.numel(), per_block):
+            block = users[start:start + per_block]
+            hist = masses.new_zeros(block.numel(), n_bins).scatter_add_(1, key.expand(block.numel(), -1), item_prob[block, 1:])
+            mine = ((local >= start) & (local < start + block.numel())).nonzero().squeeze(1)
+            slot = ((local[mine] - start) * n_bins + group[mine] * d).unsqueeze(1) + tokens
+            masses[rows[mine]] = hist.view(-1)[slot]
 
     def select(self, parent: torch.Tensor, branch: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor):
         """The kept paths: ``parent``, ``branch`` (index into the chosen codebooks), ``codebook``,
@@ -177,7 +189,8 @@ class GroupedCandidates:
         subset = self.subset.reshape(-1)[path]
         missing = [r for r in range(index.n_codebooks) if not bool(((subset >> r) & 1).all())]
         flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1) if missing else None
-        for item, row, row_subset in self._items(subset, self.group.reshape(-1)[path], path, subset):
+        for entry, item in self._items(subset, self.group.reshape(-1)[path]):
+            row, row_subset = path[entry], subset[entry]
             vals = flat_score[row]
             for r in missing:  # in codebook order, as the dense reference adds them
                 lp = flat_lp[row, r, index.codes_t[r, item]]

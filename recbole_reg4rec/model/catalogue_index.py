@@ -132,6 +132,13 @@ class CatalogueIndex:
         return SubsetChildren(keys, counts, groups)
 
     # ---- many subsets at once (the vectorized bookkeeping of beam search) ----------------------
+    def few_groups(self, subset: torch.Tensor) -> torch.Tensor:
+        """``[R]`` bool: whether each subset's groups x D tokens are at most two catalogues, i.e.
+        a histogram of the whole catalogue over them costs about as much as reading it once."""
+        uniq, inverse = torch.unique(subset, return_inverse=True)
+        groups = [self.subset_groups(s).starts.numel() - 1 for s in uniq.tolist()]
+        return (torch.tensor(groups, dtype=torch.long, device=subset.device) * self.max_size <= 2 * self.n_items)[inverse]
+
     def group_segments(self, subset: torch.Tensor, group: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Where the items of R groups lie in :attr:`all_members`, the groups of any subsets:
         ``subset, group [R]`` (bit mask, group id in :meth:`subset_groups`) -> ``lo, hi [R]``.

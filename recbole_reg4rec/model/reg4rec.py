@@ -712,7 +712,7 @@ class REG4Rec(SequentialRecommender):
             return rank_beam_first(token_score, fallback)
         w = self.item_fusion_weight
         if self.score_mode == "fused":
-            return rank_beam_first(token_score + w * prior, fallback + w * prior)
+            return rank_beam_first(token_score, fallback, w * prior)
         # blend: one scale for every item, so the ID head can lift an item the beam missed
         scores = w * prior + torch.where(torch.isfinite(token_score), token_score, fallback)
         scores[:, 0] = float("-inf")
@@ -734,15 +734,32 @@ class REG4Rec(SequentialRecommender):
         return {"users": total, "counts": counts.tolist(), "share_differs_from_most_common": share}
 
 
-def rank_beam_first(beam_score: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+def rank_beam_first(beam_score: torch.Tensor, fallback: torch.Tensor, bonus: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Combine ``[B, N]`` beam scores (-inf = not reached) and fallback scores so that every
-    reached item is above every other item; both groups keep their own order; item 0 is -inf."""
+    reached item is above every other item; both groups keep their own order; item 0 is -inf.
+    ``bonus [B, N]`` (e.g. the weighted ID head), if given, is added to both first.
+
+    The beam reaches few items per user: they are handled as a sparse list, and the dense work
+    is the fallback (plus bonus) and its maximum, a few passes over ``[B, N]``.
+    """
     reached = torch.isfinite(beam_score)
     reached[:, 0] = False
-    fb = fallback.clone()
+    user, item = reached.nonzero(as_tuple=True)
+    vals = beam_score[user, item]
+    if bonus is not None:
+        vals = vals + bonus[user, item]
+        keep = torch.isfinite(vals)
+        user, item, vals = user[keep], item[keep], vals[keep]
+    fb = fallback + bonus if bonus is not None else fallback.clone()
     fb[:, 0] = float("-inf")
-    lowest_beam = torch.where(reached, beam_score, torch.full_like(beam_score, float("inf"))).min(dim=1).values
-    fb_real = torch.where(torch.isfinite(fb), fb, torch.full_like(fb, float("-inf")))
-    highest_fb = fb_real[:, 1:].max(dim=1).values
-    shift = torch.where(reached.any(dim=1), (highest_fb - lowest_beam).clamp_min(0) + 1.0, torch.zeros_like(highest_fb))
-    return torch.where(reached, beam_score + shift.unsqueeze(1), fb)
+    highest_fb = fb[:, 1:].max(dim=1).values  # of the finite fallbacks: recomputed where +inf / NaN occur
+    odd = torch.isnan(highest_fb) | torch.isposinf(highest_fb)
+    if bool(odd.any()):
+        rows = fb[odd, 1:]
+        highest_fb[odd] = torch.where(torch.isfinite(rows), rows, torch.full_like(rows, float("-inf"))).max(dim=1).values
+    b = beam_score.size(0)
+    lowest_beam = beam_score.new_full((b,), float("inf")).scatter_reduce(0, user, vals, "amin")
+    any_reached = torch.bincount(user, minlength=b) > 0
+    shift = torch.where(any_reached, (highest_fb - lowest_beam).clamp_min(0) + 1.0, torch.zeros_like(highest_fb))
+    fb[user, item] = vals + shift[user]
+    return fb

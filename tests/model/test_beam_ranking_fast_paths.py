@@ -156,3 +156,45 @@ def test_catalogue_wide_tables_equal_the_per_subset_ones(seed):
                 child = index.child_groups(s_, r_, parents, torch.full_like(parents, t))
                 assert torch.equal(child, expect_child[:, t])
             assert (index.child_groups(s_, r_, torch.full_like(parents, -1), r_) == -1).all()
+
+
+def _rank_beam_first_dense(beam_score, fallback):
+    """The dense form of ``rank_beam_first`` (its earlier implementation): the reference."""
+    reached = torch.isfinite(beam_score)
+    reached[:, 0] = False
+    fb = fallback.clone()
+    fb[:, 0] = float("-inf")
+    lowest_beam = torch.where(reached, beam_score, torch.full_like(beam_score, float("inf"))).min(dim=1).values
+    fb_real = torch.where(torch.isfinite(fb), fb, torch.full_like(fb, float("-inf")))
+    highest_fb = fb_real[:, 1:].max(dim=1).values
+    shift = torch.where(reached.any(dim=1), (highest_fb - lowest_beam).clamp_min(0) + 1.0, torch.zeros_like(highest_fb))
+    return torch.where(reached, beam_score + shift.unsqueeze(1), fb)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_sparse_rank_beam_first_equals_the_dense_form(seed):
+    """Same scores, bit for bit, with and without a bonus, on users with no reached item, with
+    -inf / +inf / NaN fallbacks and -inf bonuses."""
+    from recbole_reg4rec.model.reg4rec import rank_beam_first
+
+    gen = torch.Generator().manual_seed(seed)
+    b, n = 6, 40
+    beam = torch.randn(b, n, generator=gen) * 3
+    beam[torch.rand(b, n, generator=gen) < 0.8] = float("-inf")
+    beam[0] = float("-inf")  # a user the beam reached nothing for
+    fallback = torch.randn(b, n, generator=gen) * 3 - 1
+    odd = torch.rand(b, n, generator=gen)
+    if seed % 2:
+        fallback[odd < 0.05] = float("-inf")
+        fallback[(odd > 0.97) & (torch.arange(b) == 2).unsqueeze(1)] = float("nan")
+        fallback[(odd > 0.97) & (torch.arange(b) == 3).unsqueeze(1)] = float("inf")
+    bonus = torch.log_softmax(torch.randn(b, n, generator=gen), 1)
+    bonus[:, 0] = float("-inf")
+    bonus[1, :5] = float("-inf")
+    for got, expect in (
+        (rank_beam_first(beam, fallback), _rank_beam_first_dense(beam, fallback)),
+        (rank_beam_first(beam, fallback, 2.0 * bonus), _rank_beam_first_dense(beam + 2.0 * bonus, fallback + 2.0 * bonus)),
+    ):
+        assert torch.equal(torch.isnan(got), torch.isnan(expect))
+        fin = ~torch.isnan(expect)
+        assert torch.equal(got[fin], expect[fin])
