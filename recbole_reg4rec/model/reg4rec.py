@@ -46,7 +46,7 @@ from .crss import (
     random_orders,
     sample_next_codebook,
 )
-from .layers import CodebookHeads, TokenDecoder, TokenEmbedding
+from .layers import CodebookHeads, Dropout, TokenDecoder, TokenEmbedding
 
 
 AUTO = "auto"
@@ -175,7 +175,7 @@ class REG4Rec(SequentialRecommender):
             layer_norm_eps=self.layer_norm_eps,
         )
         self.LayerNorm = nn.LayerNorm(h, eps=self.layer_norm_eps)
-        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.dropout = Dropout(self.hidden_dropout_prob)
         self.codebook_embedding = nn.Embedding(self.n_codebooks, h)
         self.bos = nn.Parameter(torch.zeros(h))
         self.decoder = TokenDecoder(
@@ -519,12 +519,14 @@ class REG4Rec(SequentialRecommender):
             steps = self.dropout(self.token_embedding(codebooks, target) + self.codebook_embedding(codebooks))
             bos = self.dropout(self.bos + ctx.last)
             tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask)  # rows = codebooks
+            head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())  # once, not per pass
+            pad = ~self.token_embedding.table_valid
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
             for _ in range(m - 1):
                 state = self.decoder.forward_last(tables, order)[:, 0]  # [B, H]
-                logits = self.token_logits(state)  # [B, M, D]
+                logits = F.linear(state, head_w, head_b).view(b, m, -1).masked_fill(pad, float("-inf"))  # [B, M, D]
                 conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
                 nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
                 emitted[rows, nxt] = True
