@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,16 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
+
+
+class HistoryMemory(NamedTuple):
+    """A user's history for cross-attention as it is (not folded with the query and output
+    projections, :meth:`BeamDecoderLayer.memory_tables`): cheaper when each user decodes one
+    query per pass (CRSS order planning), where folding would cost more than it saves."""
+
+    keys: torch.Tensor  # [B, nh, T, dh]
+    values: torch.Tensor  # [B, nh, T, dh]
+    offset: torch.Tensor  # [B, 1, 1, T] 0 on real positions, -inf on padding
 
 
 class TokenEmbedding(nn.Module):
@@ -203,7 +213,8 @@ class BeamDecoderLayer(nn.Module):
             pair_kv: keys, values (:meth:`step_kv`) of R pairs, ``[R, nh, dh]`` shared by every
                 user or ``[B, R, nh, dh]`` per user.
             bos_kv: keys, values ``[B, nh, dh]`` of each user's BOS step.
-            memory: the users' cross-attention tables (:meth:`memory_tables`).
+            memory: the users' cross-attention tables (:meth:`memory_tables`) or their
+                :class:`HistoryMemory` (same states up to float rounding, same dropout draws).
 
         Returns:
             ``[B, K, H]``.
@@ -226,10 +237,17 @@ class BeamDecoderLayer(nn.Module):
         weights = dropout(torch.softmax(scores, dim=2), p, self.training).unsqueeze(-1)
         att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[index]).sum(2)  # [B, K, nh, dh]
         x = x + self.dropout(self.out_self(att.reshape(b, k, nh * dh)))  # [B, K, H]
-        keys, offset, values = memory
-        scores = torch.baddbmm(offset, self.norm_cross(x), keys).view(b, k, nh, -1)  # [B, K, nh, T]
-        weights = dropout(torch.softmax(scores, dim=-1), p, self.training).view(b, k, -1)
-        x = x + self.dropout(torch.baddbmm(self.out_cross.bias, weights, values))  # [B, K, H]
+        if isinstance(memory, HistoryMemory):
+            q = self.q_cross(self.norm_cross(x)).view(b, k, nh, dh)
+            scores = torch.einsum("bknd,bntd->bknt", q, memory.keys) * dh ** -0.5 + memory.offset  # [B, K, nh, T]
+            weights = dropout(torch.softmax(scores, dim=-1), p, self.training)
+            att = torch.einsum("bknt,bntd->bknd", weights, memory.values)  # [B, K, nh, dh]
+            x = x + self.dropout(self.out_cross(att.reshape(b, k, nh * dh)))
+        else:
+            keys, offset, values = memory
+            scores = torch.baddbmm(offset, self.norm_cross(x), keys).view(b, k, nh, -1)  # [B, K, nh, T]
+            weights = dropout(torch.softmax(scores, dim=-1), p, self.training).view(b, k, -1)
+            x = x + self.dropout(torch.baddbmm(self.out_cross.bias, weights, values))  # [B, K, H]
         return x + self.dropout(self.ff(self.norm_ff(x)))
 
     def forward(
@@ -306,14 +324,20 @@ class TokenDecoder(nn.Module):
         mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
         mem_mask: torch.Tensor,
         reuse: Optional["StepTables"] = None,
+        fold_memory: bool = True,
     ) -> "StepTables":
         """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
         user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
         BOS step ``bos [B, H]`` (dropout, if any, already applied to both), and the users'
         cross-attention tables of their history (``mem_kv``, ``mem_mask`` as in :meth:`forward`),
-        taken from ``reuse`` (tables of the same users and weights) when given."""
+        taken from ``reuse`` (tables of the same users and weights) when given; with
+        ``fold_memory=False`` the history is kept as it is (:class:`HistoryMemory`, for one query
+        per user and pass)."""
         if reuse is not None:
             memory = reuse.memory
+        elif not fold_memory:
+            offset = torch.zeros(mem_mask.shape, dtype=bos.dtype, device=bos.device).masked_fill(~mem_mask, float("-inf"))
+            memory = [HistoryMemory(k, v, offset[:, None, None, :]) for k, v in mem_kv]
         else:
             memory = [layer.memory_tables(kv, mem_mask) for layer, kv in zip(self.layers, mem_kv)]
         return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers], memory)
@@ -337,7 +361,8 @@ class StepTables:
     bos: torch.Tensor  # [B, H] the BOS step (BOS + user state), also the first query
     kv: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: pair keys,
     # pair values [R, nh, dh] or [B, R, nh, dh] (see TokenDecoder.step_tables), BOS keys, values [B, nh, dh]
-    memory: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: BeamDecoderLayer.memory_tables
+    memory: List[Union[Tuple[torch.Tensor, torch.Tensor, torch.Tensor], HistoryMemory]]  # per layer:
+    # BeamDecoderLayer.memory_tables, or the HistoryMemory
 
 
 class CodebookHeads(nn.Module):

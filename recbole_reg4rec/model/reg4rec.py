@@ -518,7 +518,8 @@ class REG4Rec(SequentialRecommender):
             codebooks = torch.arange(m, device=target.device).expand(b, m)
             steps = self.dropout(self.token_embedding(codebooks, target) + self.codebook_embedding(codebooks))
             bos = self.dropout(self.bos + ctx.last)
-            tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask)  # rows = codebooks
+            # rows = codebooks; one query per user and pass: the history is not folded into tables
+            tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask, fold_memory=False)
             head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())  # once, not per pass
             pad = ~self.token_embedding.table_valid
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]

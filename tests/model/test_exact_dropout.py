@@ -91,3 +91,28 @@ def test_decoder_projects_a_repeated_query_once_with_the_same_states_and_gradien
     assert torch.equal(outs[0], outs[1])
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_history_memory_gives_the_folded_tables_states(training):
+    """CRSS planning decodes one query per user with the history as it is; the beam folds it into
+    tables: same states (float rounding) and, in training, the same dropout draws."""
+    torch.manual_seed(0)
+    decoder = TokenDecoder(2, 16, 2, 32, 0.3, 0.3).train(training)
+    b, r = 4, 9
+    pairs, bos = torch.randn(b, r, 16), torch.randn(b, 16)
+    memory = torch.randn(b, 7, 16)
+    mask = torch.rand(b, 7) > 0.3
+    mask[:, 0] = True
+    with torch.no_grad():
+        kv = decoder.memory_kv(memory)
+        folded = decoder.step_tables(pairs, bos, kv, mask)
+        plain = decoder.step_tables(pairs, bos, kv, mask, fold_memory=False)
+        for k in (1, 3):
+            rows = torch.stack([torch.randperm(r)[:3] for _ in range(b * k)]).view(b, k, 3)
+            torch.manual_seed(5)
+            a, after_a = decoder.forward_last(folded, rows), torch.rand(3)
+            torch.manual_seed(5)
+            c, after_c = decoder.forward_last(plain, rows), torch.rand(3)
+            torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
+            assert torch.equal(after_a, after_c)
