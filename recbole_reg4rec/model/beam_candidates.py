@@ -106,10 +106,11 @@ class GroupedCandidates:
     def expand(self, chosen: torch.Tensor, item_prob: Optional[torch.Tensor], live: torch.Tensor) -> Stats:
         """Consistent-item counts and masses per (path, chosen codebook, token).
 
-        Counts are read from the catalogue's splits (about D keys per (path, codebook), no item
-        read). Masses read items: where a subset has few groups (the first steps), one histogram
-        of the catalogue per user and (subset, codebook) serves all the user's paths on it;
-        beyond, each path's own items are read (``N / D**s`` of them after s steps).
+        Masses read items: where a subset has few groups (the first steps), one histogram of the
+        catalogue per user and (subset, codebook) serves all the user's paths on it; beyond, each
+        path's own items are read (``N / D**s`` of them after s steps), which give the counts too.
+        Other counts are read from the catalogue's splits (about D keys per (path, codebook), no
+        item read).
 
         Args:
             chosen: ``[B, K, b]`` codebooks each path may emit on; item_prob: ``[B, N]`` or None;
@@ -126,29 +127,39 @@ class GroupedCandidates:
         rows = (live.reshape(-1)[path] & (group >= 0)).nonzero().squeeze(1)  # rows with items
         path, subset, group, codebook = path[rows], subset[rows], group[rows], chosen.reshape(-1)[rows]
         shape = (b, k, nb, d)
-        counts = torch.zeros(b * k * nb * d, dtype=torch.long, device=device)
-        lo, hi = index.split_lookup(subset, codebook, group)
-        entry, offset = _segments(hi - lo)
-        key = lo[entry] + offset
-        counts[rows[entry] * d + index.all_splits.keys[key] % d] = index.all_splits.counts[key]
+        counts = torch.zeros(b * k * nb * d, device=device)
         if item_prob is None:
-            return counts.view(shape).float(), None
+            self._table_counts(counts, rows, subset, codebook, group)
+            return counts.view(shape), None
         masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device)
         user = path // k
         few = index.few_groups(subset)  # [R] bool: the row's subset is read by histograms
         if bool(few.any()):
+            sel = few.nonzero().squeeze(1)
+            self._table_counts(counts, rows[sel], subset[sel], codebook[sel], group[sel])
             pair = subset * index.n_codebooks + codebook
-            for key in pair[few].unique().tolist():
-                sel = (few & (pair == key)).nonzero().squeeze(1)
-                self._histogram_masses(masses, rows[sel], user[sel], group[sel], *divmod(key, index.n_codebooks), item_prob)
-        sel = (~few).nonzero().squeeze(1)
+            for key in pair[sel].unique().tolist():
+                mine = (few & (pair == key)).nonzero().squeeze(1)
+                self._histogram_masses(masses, rows[mine], user[mine], group[mine], *divmod(key, index.n_codebooks), item_prob)
+        if bool(few.any()):  # the rest read their items
+            sel = (~few).nonzero().squeeze(1)
+            rows, user, subset, group, codebook = rows[sel], user[sel], subset[sel], group[sel], codebook[sel]
         flat_prob, flat_codes, flat = item_prob.reshape(-1), index.codes_t.reshape(-1), masses.view(-1)
-        for row, item in self._items(subset[sel], group[sel]):
-            row = sel[row]
+        for row, item in self._items(subset, group):
             slot = rows[row] * d + flat_codes[codebook[row] * n + item]
             # one slot's items come in ascending id order: the sums equal the dense reference's
             flat.index_add_(0, slot, flat_prob[user[row] * n + item])
-        return counts.view(shape).float(), masses.view(shape)
+            counts.index_add_(0, slot, torch.ones_like(slot, dtype=counts.dtype))
+        return counts.view(shape), masses.view(shape)
+
+    def _table_counts(self, counts, rows, subset, codebook, group) -> None:
+        """``counts[rows * D + token]`` = items of each row's group holding ``token`` on its
+        ``codebook``, read from the catalogue's splits (no item read)."""
+        index, d = self.index, self.index.max_size
+        lo, hi = index.split_lookup(subset, codebook, group)
+        entry, offset = _segments(hi - lo)
+        key = lo[entry] + offset
+        counts[rows[entry] * d + index.all_splits.keys[key] % d] = index.all_splits.counts[key].to(counts.dtype)
 
     def _histogram_masses(self, masses, rows, user, group, subset: int, codebook: int, item_prob) -> None:
         """``masses[rows] =`` item probability per token of ``codebook`` of each row's items, for
