@@ -54,6 +54,16 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
+def use_exact_dropout(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.Dropout`` inside ``module`` (e.g. RecBole's transformer encoder) by
+    :class:`Dropout`: same masks and outputs, no parameter or state changes. Returns ``module``."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p))
+    return module
+
+
 class HistoryMemory(NamedTuple):
     """A user's history for cross-attention as it is (not folded with the query and output
     projections, :meth:`BeamDecoderLayer.memory_tables`): cheaper when each user decodes one

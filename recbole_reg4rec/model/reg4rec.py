@@ -46,7 +46,7 @@ from .crss import (
     random_orders,
     sample_next_codebook,
 )
-from .layers import CodebookHeads, Dropout, TokenDecoder, TokenEmbedding
+from .layers import CodebookHeads, Dropout, TokenDecoder, TokenEmbedding, use_exact_dropout
 
 
 AUTO = "auto"
@@ -164,7 +164,7 @@ class REG4Rec(SequentialRecommender):
         self.token_embedding = TokenEmbedding(self.codebook_sizes, h)
         self.item_embedding = nn.Embedding(self.n_items, h, padding_idx=0) if self.use_item_id_embedding else None
         self.position_embedding = nn.Embedding(self.max_seq_length, h)
-        self.trm_encoder = TransformerEncoder(
+        self.trm_encoder = use_exact_dropout(TransformerEncoder(
             n_layers=self.n_layers,
             n_heads=self.n_heads,
             hidden_size=h,
@@ -173,7 +173,7 @@ class REG4Rec(SequentialRecommender):
             attn_dropout_prob=self.attn_dropout_prob,
             hidden_act=self.hidden_act,
             layer_norm_eps=self.layer_norm_eps,
-        )
+        ))  # RecBole's encoder, its dropout masks drawn by layers.dropout (same masks, cheaper)
         self.LayerNorm = nn.LayerNorm(h, eps=self.layer_norm_eps)
         self.dropout = Dropout(self.hidden_dropout_prob)
         self.codebook_embedding = nn.Embedding(self.n_codebooks, h)

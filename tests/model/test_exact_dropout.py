@@ -116,3 +116,12 @@ def test_history_memory_gives_the_folded_tables_states(training):
             c, after_c = decoder.forward_last(plain, rows), torch.rand(3)
             torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
             assert torch.equal(after_a, after_c)
+
+
+def test_the_model_draws_every_dropout_through_the_exact_path(monkeypatch, workdir):
+    """RecBole's encoder included: no plain nn.Dropout is left, and the state dict is unchanged."""
+    model, _, _ = build_tiny(monkeypatch, workdir)
+    kinds = {type(m) for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert kinds == {layers.Dropout}
+    assert sum(isinstance(m, layers.Dropout) for m in model.trm_encoder.modules()) >= 3
+    assert not any("dropout" in key for key in model.state_dict())
