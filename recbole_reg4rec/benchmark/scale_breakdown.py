@@ -52,7 +52,7 @@ def eval_breakdown(sasrec, reg, rounds: int) -> Dict[str, float]:
     timers = Timers()
     model = reg.model.eval()
     make_step = model.step_function
-    model.step_function = lambda ctx, cached=None: timers.wrap(make_step(ctx, cached), "decoder steps")
+    model.step_function = lambda ctx, *args, **kwargs: timers.wrap(make_step(ctx, *args, **kwargs), "decoder steps")
     grouped = beam_candidates.GroupedCandidates
     originals = {name: getattr(grouped, name) for name in ("expand", "select", "completion")}
     for name, fn in originals.items():

@@ -13,11 +13,12 @@ Two implementations give the same answers:
 * :class:`GroupedCandidates` (used by the search): a path is one group id of
   :meth:`CatalogueIndex.subset_groups` for the set of codebooks it emitted, i.e. one segment of a
   sorted item list shared by the whole catalogue (a posting-list intersection stored once, not per
-  path). Counts and child groups are D lookups per path in catalogue-level tables
-  (:meth:`CatalogueIndex.subset_children`), with no item read; only the fused prior's masses read
-  items: in the first steps one histogram pass over the catalogue per user serves all its paths,
-  later each path's own few items (about ``N / D**s`` after s steps) are read, in blocks of at
-  most ``block_items`` (path, item) pairs. Nothing grows with users x beam x N.
+  path). Counts are read from catalogue-level split tables (:meth:`CatalogueIndex.split_lookup`)
+  with no item read, and a kept path's group is one lookup there; only the fused prior's masses
+  read items: at the first step one histogram pass over the catalogue per user, later each
+  path's own few items (about ``N / D**s`` after s steps), in blocks of at most ``block_items``
+  (path, item) pairs. Paths on different codebook subsets share every tensor operation (the
+  tables of all subsets are concatenated). Nothing grows with users x beam x N.
 * :class:`DenseCandidates` (reference, tests): one ``[N]`` bool mask per path, narrowed one pair at
   a time; ``O(B * K * N)`` per step.
 """
@@ -28,7 +29,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .catalogue_index import CatalogueIndex, SubsetChildren
+from .catalogue_index import CatalogueIndex
 
 NEG_INF = float("-inf")
 Stats = Tuple[torch.Tensor, Optional[torch.Tensor]]
@@ -51,9 +52,11 @@ def _segments(lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 def _blocks(lengths: torch.Tensor, block_items: int) -> List[slice]:
     """Consecutive row ranges whose summed lengths stay within ``block_items`` (a longer row
     alone is one block)."""
-    ends = torch.cumsum(lengths, 0).tolist()
+    ends = torch.cumsum(lengths, 0)
+    if ends.numel() == 0 or int(ends[-1]) <= block_items:  # the common case: one block
+        return [slice(0, lengths.numel())]
     out, start, base = [], 0, 0
-    for i, end in enumerate(ends):
+    for i, end in enumerate(ends.tolist()):
         if end - base > block_items and i > start:
             out.append(slice(start, i))
             start, base = i, ends[i - 1]
@@ -62,29 +65,12 @@ def _blocks(lengths: torch.Tensor, block_items: int) -> List[slice]:
     return out
 
 
-def _child_lookup(split, group: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor, children: torch.Tensor) -> None:
-    """``counts[rows]``, ``children[rows]`` (``[R, D]``, pre-filled with 0 / -1) = the token
-    counts and child groups after each parent ``group [R]``.
-
-    A searched split (:class:`SubsetChildren`) stores the children of one parent group as one
-    run of its sorted keys: two binary searches per path find the run, and only the tokens some
-    item holds are written (a few per path after the first steps), instead of D searches per path.
-    """
-    d = counts.size(1)
-    if not isinstance(split, SubsetChildren):
-        counts[rows], children[rows] = split.lookup(group, d)
-        return
-    lo = torch.searchsorted(split.keys, group * d)
-    hi = torch.searchsorted(split.keys, group * d + d)
-    entry, offset = _segments(hi - lo)
-    key = lo[entry] + offset
-    flat = rows[entry] * d + split.keys[key] % d
-    counts.view(-1)[flat] = split.counts[key]
-    children.view(-1)[flat] = split.groups[key]
-
-
 class GroupedCandidates:
     """Sparse bookkeeping: per path the codebook subset it emitted (bit mask) and its group.
+
+    Paths on different subsets are handled by the same tensor operations: their groups' items
+    and splits are read from the catalogue-wide concatenated tables of
+    :meth:`CatalogueIndex.group_segments` and :meth:`CatalogueIndex.split_lookup`.
 
     Args:
         index: the catalogue index.
@@ -95,7 +81,6 @@ class GroupedCandidates:
 
     def __init__(self, index: CatalogueIndex, subset: torch.Tensor, group: torch.Tensor, block_items: int) -> None:
         self.index, self.subset, self.group, self.block_items = index, subset, group, block_items
-        self._children: Optional[torch.Tensor] = None  # [B, K, b, D] group ids after expand
 
     @classmethod
     def root(cls, index: CatalogueIndex, n_users: int, block_items: int) -> "GroupedCandidates":
@@ -103,23 +88,29 @@ class GroupedCandidates:
         zeros = torch.zeros(n_users, 1, dtype=torch.long, device=index.device)
         return cls(index, zeros, zeros.clone(), block_items)
 
-    def _items(self, groups, path: torch.Tensor):
-        """Per block of paths (flat ids, all of one subset): (entry's index into ``path``, item ids)."""
-        g = self.group.reshape(-1)[path]
-        lo = groups.starts[g]
-        lengths = groups.starts[g + 1] - lo
+    def _items(self, subset: torch.Tensor, group: torch.Tensor):
+        """The items of R groups (any subsets), in blocks of at most ``block_items``: yields the
+        row of each entry and the item ids, ``[E]`` each (items ascending within a row)."""
+        lo, hi = self.index.group_segments(subset, group)
+        lengths = hi - lo
+        ends = torch.cumsum(lengths, 0)
         for blk in _blocks(lengths, self.block_items):
-            entry, offset = _segments(lengths[blk])
-            entry = entry + blk.start
-            yield entry, groups.members[lo[entry] + offset]
+            counts = lengths[blk]
+            total = int(counts.sum())
+            row = torch.repeat_interleave(torch.arange(blk.start, blk.stop, device=lo.device), counts, output_size=total)
+            # position in all_members = segment start + (entry number - entries before the row)
+            first = int(ends[blk.start] - lengths[blk.start]) if total else 0
+            pos = (lo - (ends - lengths))[row] + torch.arange(first, first + total, device=lo.device)
+            yield row, self.index.all_members[pos]
 
     def expand(self, chosen: torch.Tensor, item_prob: Optional[torch.Tensor], live: torch.Tensor) -> Stats:
         """Consistent-item counts and masses per (path, chosen codebook, token).
 
-        Counts (and the child groups :meth:`select` needs) are read from
-        :meth:`CatalogueIndex.subset_children`, D keys per (path, codebook); only the masses read
-        each path's items: the first step reads the catalogue once per user, later steps the few
-        items of each path (paths of one subset hold disjoint groups).
+        Masses read items: where a subset has few groups (the first steps), one histogram of the
+        catalogue per user and (subset, codebook) serves all the user's paths on it; beyond, each
+        path's own items are read (``N / D**s`` of them after s steps), which give the counts too.
+        Other counts are read from the catalogue's splits (about D keys per (path, codebook), no
+        item read).
 
         Args:
             chosen: ``[B, K, b]`` codebooks each path may emit on; item_prob: ``[B, N]`` or None;
@@ -129,82 +120,93 @@ class GroupedCandidates:
             counts ``[B, K, b, D]`` and masses ``[B, K, b, D]`` (None without ``item_prob``).
         """
         b, k, nb = chosen.shape
-        d, index = self.index.max_size, self.index
+        d, n, index = self.index.max_size, self.index.n_items, self.index
         device = chosen.device
-        counts = torch.zeros(b * k * nb, d, dtype=torch.long, device=device)
-        children = torch.full((b * k * nb, d), -1, dtype=torch.long, device=device)
-        masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device) if item_prob is not None else None
         path = torch.arange(b * k, device=device).repeat_interleave(nb)  # [R] path of each (path, branch) row
-        codebook = chosen.reshape(-1)
         subset, group = self.subset.reshape(-1)[path], self.group.reshape(-1)[path]
-        pair = torch.where(live.reshape(-1)[path] & (group >= 0), subset * index.n_codebooks + codebook, -1)
-        for key in pair.unique().tolist():
-            if key < 0:
-                continue
-            s, r = divmod(key, index.n_codebooks)
-            rows = (pair == key).nonzero().squeeze(1)
-            _child_lookup(index.subset_children(s, r), group[rows], rows, counts, children)
-            if masses is not None:
-                self._add_masses(masses, rows, path[rows], k, s, r, item_prob)
-        self._children = children.view(b, k, nb, d)
+        rows = (live.reshape(-1)[path] & (group >= 0)).nonzero().squeeze(1)  # rows with items
+        path, subset, group, codebook = path[rows], subset[rows], group[rows], chosen.reshape(-1)[rows]
         shape = (b, k, nb, d)
-        return counts.view(shape).float(), (masses.view(shape) if masses is not None else None)
+        counts = torch.zeros(b * k * nb * d, device=device)
+        if item_prob is None:
+            self._table_counts(counts, rows, subset, codebook, group)
+            return counts.view(shape), None
+        masses = torch.zeros(b * k * nb, d, dtype=item_prob.dtype, device=device)
+        user = path // k
+        few = index.few_groups(subset)  # [R] bool: the row's subset is read by histograms
+        if bool(few.any()):
+            sel = few.nonzero().squeeze(1)
+            self._table_counts(counts, rows[sel], subset[sel], codebook[sel], group[sel])
+            pair = subset * index.n_codebooks + codebook
+            for key in pair[sel].unique().tolist():
+                mine = (few & (pair == key)).nonzero().squeeze(1)
+                self._histogram_masses(masses, rows[mine], user[mine], group[mine], *divmod(key, index.n_codebooks), item_prob)
+        if bool(few.any()):  # the rest read their items
+            sel = (~few).nonzero().squeeze(1)
+            rows, user, subset, group, codebook = rows[sel], user[sel], subset[sel], group[sel], codebook[sel]
+        flat_prob, flat_codes, flat = item_prob.reshape(-1), index.codes_t.reshape(-1), masses.view(-1)
+        for row, item in self._items(subset, group):
+            slot = rows[row] * d + flat_codes[codebook[row] * n + item]
+            # one slot's items come in ascending id order: the sums equal the dense reference's
+            flat.index_add_(0, slot, flat_prob[user[row] * n + item])
+            counts.index_add_(0, slot, torch.ones_like(slot, dtype=counts.dtype))
+        return counts.view(shape), masses.view(shape)
 
-    def _add_masses(self, masses, rows, path, k: int, subset: int, codebook: int, item_prob) -> None:
-        """``masses[row, t]`` += item probability of the row's (its path's) items holding token t
-        on ``codebook``; ``rows``, ``path`` ``[R']``, K paths per user, every path on ``subset``.
+    def _table_counts(self, counts, rows, subset, codebook, group) -> None:
+        """``counts[rows * D + token]`` = items of each row's group holding ``token`` on its
+        ``codebook``, read from the catalogue's splits (no item read)."""
+        index, d = self.index, self.index.max_size
+        lo, hi = index.split_lookup(subset, codebook, group)
+        entry, offset = _segments(hi - lo)
+        key = lo[entry] + offset
+        counts[rows[entry] * d + index.all_splits.keys[key] % d] = index.all_splits.counts[key].to(counts.dtype)
 
-        Where ``subset`` has few groups (the first steps), one histogram per user over every
-        (group, token) pair is a single pass over the catalogue that serves all the user's paths;
-        later, each path's own (few) items are read.
-        """
+    def _histogram_masses(self, masses, rows, user, group, subset: int, codebook: int, item_prob) -> None:
+        """``masses[rows] =`` item probability per token of ``codebook`` of each row's items, for
+        rows of one ``subset``: one pass over the catalogue per user builds every (group, token)
+        bin of that user, then each row reads its group's D bins."""
         index = self.index
         d, n = index.max_size, index.n_items
-        groups = index.subset_groups(subset)
-        n_groups = groups.starts.numel() - 1
-        if n_groups * d <= 2 * n:
-            key = (groups.group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
-            users, local = torch.unique(path // k, return_inverse=True)
-            tokens = torch.arange(d, device=masses.device)
-            for blk in _blocks(torch.full_like(users, n), self.block_items):
-                hist = masses.new_zeros(blk.stop - blk.start, n_groups * d)
-                hist.scatter_add_(1, key.expand(hist.size(0), -1), item_prob[users[blk], 1:])
-                mine = ((local >= blk.start) & (local < blk.stop)).nonzero().squeeze(1)
-                slot = ((local[mine] - blk.start) * (n_groups * d) + self.group.reshape(-1)[path[mine]] * d).unsqueeze(1)
-                masses[rows[mine]] += hist.view(-1)[slot + tokens]
-            return
-        codes = index.codes_t[codebook]
-        flat_prob = item_prob.reshape(-1)
-        user = path // k
-        for entry, item in self._items(groups, path):
-            slot = rows[entry] * d + codes[item]
-            masses.view(-1).index_add_(0, slot, flat_prob[user[entry] * n + item])
+        n_bins = (index.subset_groups(subset).starts.numel() - 1) * d
+        key = (index.subset_groups(subset).group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
+        users, local = torch.unique(user, return_inverse=True)
+        tokens = torch.arange(d, device=masses.device)
+        per_block = max(1, self.block_items // max(n, n_bins))
+        for start in range(0, users.numel(), per_block):
+            block = users[start:start + per_block]
+            hist = masses.new_zeros(block.numel(), n_bins).scatter_add_(1, key.expand(block.numel(), -1), item_prob[block, 1:])
+            mine = ((local >= start) & (local < start + block.numel())).nonzero().squeeze(1)
+            slot = ((local[mine] - start) * n_bins + group[mine] * d).unsqueeze(1) + tokens
+            masses[rows[mine]] = hist.view(-1)[slot]
 
     def select(self, parent: torch.Tensor, branch: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor):
         """The kept paths: ``parent``, ``branch`` (index into the chosen codebooks), ``codebook``,
-        ``token``, each ``[B, K']``; call after :meth:`expand`."""
-        rows = torch.arange(parent.size(0), device=parent.device).unsqueeze(1)
-        group = self._children[rows, parent, branch, token]
-        subset = gather_paths(self.subset, parent) | (1 << codebook)
-        return GroupedCandidates(self.index, subset, group, self.block_items)
+        ``token``, each ``[B, K']``: the child group of the parent's group is one split lookup."""
+        subset = gather_paths(self.subset, parent)
+        group = self.index.child_groups(
+            subset.reshape(-1), codebook.reshape(-1), gather_paths(self.group, parent).reshape(-1), token.reshape(-1)
+        ).view_as(parent)
+        return GroupedCandidates(self.index, subset | (1 << codebook), group, self.block_items)
 
-    def completion(self, score: torch.Tensor, log_probs: torch.Tensor, emitted: torch.Tensor) -> torch.Tensor:
+    def completion(self, score: torch.Tensor, log_probs: Optional[torch.Tensor], emitted: torch.Tensor) -> torch.Tensor:
         """Item scores after the last step (see the module docstring): ``score [B, K]``,
-        ``log_probs [B, K, M, D]``, ``emitted [B, K, M]`` -> ``[B, N]`` (-inf = not reached)."""
+        ``log_probs [B, K, M, D]`` (None when every path emitted every codebook), ``emitted
+        [B, K, M]`` -> ``[B, N]`` (-inf = not reached)."""
         b, k = score.shape
         n, index = self.index.n_items, self.index
         out = torch.full((b * n,), NEG_INF, device=score.device)
         flat_score = score.reshape(-1)
-        flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1)
-        live = (torch.isfinite(score) & (self.group >= 0)).reshape(-1)
-        for subset in self.subset.reshape(-1)[live].unique().tolist():
-            path = (live & (self.subset.reshape(-1) == subset)).nonzero().squeeze(1)
-            for entry, item in self._items(index.subset_groups(subset), path):
-                vals = flat_score[path[entry]]
-                for r in range(index.n_codebooks):
-                    if not subset >> r & 1:  # every path of this subset emitted the same codebooks
-                        vals = vals + flat_lp[path[entry], r, index.codes_t[r, item]]
-                _log_add_into(out, (path[entry] // k) * n + item, vals)
+        path = (torch.isfinite(flat_score) & (self.group.reshape(-1) >= 0)).nonzero().squeeze(1)
+        subset = self.subset.reshape(-1)[path]
+        missing = [r for r in range(index.n_codebooks) if not bool(((subset >> r) & 1).all())]
+        flat_lp = log_probs.reshape(b * k, index.n_codebooks, -1) if missing else None
+        for entry, item in self._items(subset, self.group.reshape(-1)[path]):
+            row, row_subset = path[entry], subset[entry]
+            vals = flat_score[row]
+            for r in missing:  # in codebook order, as the dense reference adds them
+                lp = flat_lp[row, r, index.codes_t[r, item]]
+                vals = vals + torch.where((row_subset >> r) & 1 == 1, torch.zeros_like(lp), lp)
+            _log_add_into(out, (row // k) * n + item, vals)
         return out.view(b, n)
 
 

@@ -39,11 +39,13 @@ from .beam_candidates import DenseCandidates, GroupedCandidates, gather_paths
 from .catalogue_index import CatalogueIndex
 from .crss import codebook_confidence, select_codebooks
 
-StepFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+StepFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, Optional[torch.Tensor]]]
 """``step_fn(codebooks [B, K, S], tokens [B, K, S]) -> (log_probs [B, K, M, D], reflect_logp [B, K])``.
 
-``log_probs[b, k, r]`` is the next-token distribution of codebook ``r`` after the path's S pairs;
-``reflect_logp`` is log p(path of S pairs is consistent) (ignored when S = 0)."""
+``log_probs[b, k, r]`` is the next-token distribution of codebook ``r`` after the path's S pairs
+(the search reads it only for the codebooks not on the path yet); ``reflect_logp`` is log p(path
+of S pairs is consistent) (ignored when S = 0), or None from a step function built without the
+reflection head (allowed when the search does not use reflection, see :func:`needs_reflection`)."""
 
 NEG_INF = float("-inf")
 
@@ -73,6 +75,10 @@ class BeamConfig:
     pool_factor: int = _REG4REC["beam_pool_factor"]
     fusion_weight: float = 0.0
     candidates: str = "grouped"  # "grouped" (sparse, used) or "dense" (reference masks, tests)
+    # record the reflection probability after the last step (BeamResult.step_reflection, read by
+    # explanations); ranking turns it off, so the decoder pass after the last step is skipped when
+    # nothing else reads it (every codebook emitted, no reflection in the path scores)
+    trace: bool = True
     block_items: int = 1 << 20  # most (path, item) pairs one tensor op of the grouped bookkeeping holds
 
 
@@ -129,6 +135,32 @@ class BeamResult:
 
 
 # ---- small helpers ----------------------------------------------------------------------------
+def reflection_scores(cfg: BeamConfig) -> bool:
+    """Whether CORP reflection changes path scores (a soft penalty or a pruning threshold)."""
+    return cfg.corp and (cfg.reflection_weight != 0 or cfg.reflection_threshold > 0)
+
+
+def needs_reflection(cfg: BeamConfig) -> bool:
+    """Whether the search reads the step function's reflection log-probabilities."""
+    return cfg.trace or reflection_scores(cfg)
+
+
+def _record_reflection(hist: torch.Tensor, score: torch.Tensor, reflect_logp, cfg: BeamConfig):
+    """After a step: CORP reflection on the paths' scores and the reflection probability of their
+    last pair in ``hist`` (NaN without reflection). Returns the new ``score`` and the paths
+    pruned per user ``[B]``."""
+    if reflect_logp is None:
+        if reflection_scores(cfg):
+            raise ValueError("the beam uses reflection (reflection_weight / reflection_threshold) but the step "
+                             "function gives none: build it with the reflection head")
+        hist[:, :, -1, 2] = float("nan")
+        return score, torch.zeros(score.size(0), dtype=torch.long, device=score.device)
+    hist[:, :, -1, 2] = reflect_logp.exp()
+    if not reflection_scores(cfg):
+        return score, torch.zeros(score.size(0), dtype=torch.long, device=score.device)
+    return apply_reflection(score, reflect_logp, cfg)
+
+
 def apply_reflection(
     score: torch.Tensor, reflect_logp: torch.Tensor, cfg: BeamConfig
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -158,14 +190,16 @@ def expand_candidates(
     Returns:
         chosen ``[B, K, b]`` codebooks, candidate scores ``[B, K, b, D]``, chosen confidences ``[B, K, b]``.
     """
-    conf = codebook_confidence(log_probs, cfg.confidence)  # [B, K, M]
+    b, k, m, d = log_probs.shape
     if cfg.fixed_order:
-        chosen = torch.full((*score.shape, 1), step, dtype=torch.long, device=score.device)
+        chosen = torch.full((b, k, 1), step, dtype=torch.long, device=score.device)
+    elif m - step == 1:  # one codebook left (every path emitted one per step): nothing to choose
+        chosen = (~emitted).to(torch.uint8).argmax(dim=-1, keepdim=True)
     else:
-        chosen = select_codebooks(conf, emitted, cfg.branch)  # [B, K, b]
-    d = log_probs.size(-1)
-    cand_lp = log_probs.gather(2, chosen.unsqueeze(-1).expand(*chosen.shape, d))  # [B, K, b, D]
-    return chosen, score[..., None, None] + cand_lp, conf.gather(2, chosen)
+        chosen = select_codebooks(codebook_confidence(log_probs, cfg.confidence), emitted, cfg.branch)  # [B, K, b]
+    rows = torch.arange(b * k, device=score.device).unsqueeze(1)
+    cand_lp = log_probs.reshape(b * k, m, d)[rows, chosen.reshape(b * k, -1)].view(*chosen.shape, d)  # [B, K, b, D]
+    return chosen, score[..., None, None] + cand_lp, codebook_confidence(cand_lp, cfg.confidence)
 
 
 def merge_equal_sets(
@@ -263,10 +297,8 @@ def corp_beam_search(
     for step in range(cfg.reasoning_steps):
         log_probs, reflect_logp = step_fn(cb, tok)  # [B, K, M, D], [B, K]
         if step > 0:
-            if cfg.corp:
-                score, dropped = apply_reflection(score, reflect_logp, cfg)
-                pruned_ref += dropped
-            hist[:, :, -1, 2] = reflect_logp.exp()
+            score, dropped = _record_reflection(hist, score, reflect_logp, cfg)
+            pruned_ref += dropped
         chosen, cand, conf = expand_candidates(score, log_probs, emitted, step, cfg)  # [B,K,b], [B,K,b,D], [B,K,b]
         nb, d = chosen.size(-1), cand.size(-1)
         live = torch.isfinite(score)  # [B, K]
@@ -311,11 +343,15 @@ def corp_beam_search(
         new_hist = torch.stack([lp_tok, c, torch.ones_like(c), torch.zeros_like(c)], dim=-1)
         hist = torch.cat([gather_paths(hist, parent), new_hist.unsqueeze(2)], dim=2)
 
-    log_probs, reflect_logp = step_fn(cb, tok)
-    if cfg.corp:
-        score, dropped = apply_reflection(score, reflect_logp, cfg)
+    # the pass after the last step gives the completion log-probs of the codebooks not emitted
+    # and the last reflection; with every codebook emitted only the reflection may be read
+    log_probs = None
+    if cfg.reasoning_steps < m or needs_reflection(cfg):
+        log_probs, reflect_logp = step_fn(cb, tok)
+        score, dropped = _record_reflection(hist, score, reflect_logp, cfg)
         pruned_ref += dropped
-    hist[:, :, -1, 2] = reflect_logp.exp()
+    else:
+        hist[:, :, -1, 2] = float("nan")
     item_scores = cands.completion(score, log_probs, emitted)
     return BeamResult(
         item_scores=item_scores,

@@ -19,7 +19,7 @@ Three forms of the same index are kept:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -56,25 +56,6 @@ class SubsetChildren:
         hit = self.keys[pos] == query
         return torch.where(hit, self.counts[pos], 0), torch.where(hit, self.groups[pos], -1)
 
-    def dense(self, n_groups: int, max_size: int) -> "DenseSubsetChildren":
-        """The same lookups as direct tables over ``n_groups x max_size`` (parent group, token)."""
-        counts = torch.zeros(n_groups * max_size, dtype=torch.long, device=self.keys.device)
-        groups = torch.full((n_groups * max_size,), -1, dtype=torch.long, device=self.keys.device)
-        return DenseSubsetChildren(counts.scatter_(0, self.keys, self.counts), groups.scatter_(0, self.keys, self.groups))
-
-
-@dataclass
-class DenseSubsetChildren:
-    """:class:`SubsetChildren` as two direct tables over every (parent group, token): used when
-    ``groups x D`` is small (the first steps), where a gather beats a binary search."""
-
-    counts: torch.Tensor  # [G * D] long
-    groups: torch.Tensor  # [G * D] long, -1 where no item holds the pair
-
-    def lookup(self, group: torch.Tensor, max_size: int):
-        rows = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
-        return self.counts[rows], self.groups[rows]
-
 
 class CatalogueIndex:
     """Index over ``codes [N, M]`` (row 0 = RecBole's padding item, never a result)."""
@@ -94,7 +75,13 @@ class CatalogueIndex:
         self.token_exists = self.posting_lengths > 0  # [M, D] tokens some real item holds
         self._has: torch.Tensor | None = None
         self._subset_groups: Dict[int, SubsetGroups] = {}
-        self._subset_children: Dict[tuple, SubsetChildren] = {}
+        # every subset's groups and every split used so far, concatenated (see group_segments)
+        self._segment_base: Dict[int, int] = {}
+        self.all_starts = torch.zeros(0, dtype=torch.long, device=codes.device)
+        self.all_members = torch.zeros(0, dtype=torch.long, device=codes.device)
+        self._split_base: Dict[int, int] = {}
+        self._split_end = 0
+        self.all_splits = SubsetChildren(*(torch.zeros(0, dtype=torch.long, device=codes.device) for _ in range(3)))
         self._postings: List[Dict[int, torch.Tensor]] | None = None
         self._padded_postings: torch.Tensor | None = None
 
@@ -133,27 +120,82 @@ class CatalogueIndex:
             self._subset_groups[subset] = SubsetGroups(group_of, real[order], starts)
         return self._subset_groups[subset]
 
-    def subset_children(self, subset: int, codebook: int):
-        """The split of ``subset``'s groups by the token on ``codebook`` (cached, O(N log N) once):
-        a path's next-token counts and child groups are then a lookup of D keys, with no item
-        read. Direct tables (:class:`DenseSubsetChildren`) where ``groups x D`` is at most two
-        catalogues of ids, a binary search (:class:`SubsetChildren`) beyond."""
-        if (subset, codebook) not in self._subset_children:
-            split = self.split_keys(subset, codebook)
-            n_groups = int(self.subset_groups(subset).starts.numel()) - 1
-            if n_groups * self.max_size <= 2 * self.n_items:
-                split = split.dense(n_groups, self.max_size)
-            self._subset_children[(subset, codebook)] = split
-        return self._subset_children[(subset, codebook)]
-
     def split_keys(self, subset: int, codebook: int) -> SubsetChildren:
-        """:meth:`subset_children` in its searched form (not cached)."""
+        """How ``subset``'s groups split when ``codebook`` is added: the (parent group, token)
+        keys some item holds, with their item counts and child groups (O(N log N); cached in
+        :attr:`all_splits` by :meth:`split_lookup`)."""
         real = torch.arange(1, self.n_items, device=self.device)
         key = self.subset_groups(subset).group_of[real] * self.max_size + self.codes_t[codebook, real]
         keys, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
         child = self.subset_groups(subset | (1 << codebook)).group_of[real]
         groups = torch.empty_like(keys).scatter_(0, inverse, child)  # equal within a key
         return SubsetChildren(keys, counts, groups)
+
+    # ---- many subsets at once (the vectorized bookkeeping of beam search) ----------------------
+    def few_groups(self, subset: torch.Tensor) -> torch.Tensor:
+        """``[R]`` bool: whether each subset's groups x D tokens are at most two catalogues, i.e.
+        a histogram of the whole catalogue over them costs about as much as reading it once."""
+        uniq, inverse = torch.unique(subset, return_inverse=True)
+        groups = [self.subset_groups(s).starts.numel() - 1 for s in uniq.tolist()]
+        return (torch.tensor(groups, dtype=torch.long, device=subset.device) * self.max_size <= 2 * self.n_items)[inverse]
+
+    def group_segments(self, subset: torch.Tensor, group: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Where the items of R groups lie in :attr:`all_members`, the groups of any subsets:
+        ``subset, group [R]`` (bit mask, group id in :meth:`subset_groups`) -> ``lo, hi [R]``.
+
+        :attr:`all_starts` / :attr:`all_members` hold the segments of every subset used so far,
+        one after the other (appended on first use), so paths on different subsets are read by
+        one tensor operation instead of one per subset."""
+        pos = _part_offsets(subset, self._segment_base, self._append_segments) + group
+        return self.all_starts[pos], self.all_starts[pos + 1]
+
+    def _append_segments(self, subset: int) -> int:
+        groups = self.subset_groups(subset)
+        base = self.all_starts.numel()
+        self.all_starts = torch.cat([self.all_starts, groups.starts + self.all_members.numel()])
+        self.all_members = torch.cat([self.all_members, groups.members])
+        return base
+
+    def split_lookup(
+        self, subset: torch.Tensor, codebook: torch.Tensor, group: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The children of R parent groups when a codebook is added, any subsets and codebooks at
+        once: ``subset, codebook, group [R]`` -> ``lo, hi [R]``: the keys ``all_splits.keys[lo:hi]``
+        are the (parent group, token) pairs some item holds, the token = key % D, with their item
+        counts and child groups in ``all_splits.counts`` / ``.groups``.
+
+        :attr:`all_splits` concatenates the searched splits (:meth:`split_keys`) of every
+        (subset, codebook) used so far, each shifted by a multiple of D so that the keys stay sorted."""
+        pair = subset * self.n_codebooks + codebook
+        first = _part_offsets(pair, self._split_base, self._append_split) + group * self.max_size
+        keys = self.all_splits.keys  # read after the lookup above appended any missing split
+        return torch.searchsorted(keys, first), torch.searchsorted(keys, first + self.max_size)
+
+    def child_groups(
+        self, subset: torch.Tensor, codebook: torch.Tensor, group: torch.Tensor, token: torch.Tensor
+    ) -> torch.Tensor:
+        """Group (in ``subset | 1 << codebook``) of the items of ``group`` that hold ``token`` on
+        ``codebook``, ``[R]`` each -> ``[R]`` (-1 where no item does or ``group`` is -1)."""
+        pair = subset * self.n_codebooks + codebook
+        query = _part_offsets(pair, self._split_base, self._append_split) + group * self.max_size + token
+        if query.numel() == 0:
+            return group.clone()
+        keys = self.all_splits.keys  # read after the lookup above appended any missing split
+        pos = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
+        hit = (group >= 0) & (keys[pos] == query)  # group -1 would read the previous split's keys
+        return torch.where(hit, self.all_splits.groups[pos], -1)
+
+    def _append_split(self, pair: int) -> int:
+        subset, codebook = divmod(pair, self.n_codebooks)
+        split = self.split_keys(subset, codebook)
+        base = self._split_end
+        old = self.all_splits
+        self.all_splits = SubsetChildren(
+            torch.cat([old.keys, split.keys + base]), torch.cat([old.counts, split.counts]),
+            torch.cat([old.groups, split.groups]),
+        )
+        self._split_end += (self.subset_groups(subset).starts.numel() - 1) * self.max_size
+        return base
 
     # ---- plain inverted index -------------------------------------------------------------
     def postings(self) -> List[Dict[int, torch.Tensor]]:
@@ -284,3 +326,17 @@ class CatalogueIndex:
                 for t, items in self.postings()[r].items():
                     out[i, j, t] = weights[i, j, items.to(weights.device)].sum()
         return out
+
+
+def _part_offsets(keys: torch.Tensor, offsets: Dict[int, int], append: Callable[[int], int]) -> torch.Tensor:
+    """Offset of each key's part in a concatenated table, ``keys [R]`` -> ``[R]``; parts not in
+    ``offsets`` yet are appended (``append(key)`` returns the new part's offset)."""
+    if keys.numel() == 0:
+        return keys.clone()
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    values = []
+    for key in uniq.tolist():
+        if key not in offsets:
+            offsets[key] = append(key)
+        values.append(offsets[key])
+    return torch.tensor(values, dtype=torch.long, device=keys.device)[inverse]

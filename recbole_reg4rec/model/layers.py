@@ -6,12 +6,72 @@ Shapes use ``B`` users, ``K`` beams (paths) per user, ``S`` decoder positions, `
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(x, p, training)``, same mask and values, drawn faster where that is exact.
+
+    Torch draws a dropout mask as ``bernoulli_(1 - p)``; on CPUs where that kernel takes its
+    per-element path (not Intel's MKL one) the mask is ``rand(float64) < 1 - p`` of the same
+    generator, which torch draws about twice as fast. Used only where a one-time check
+    (:func:`_rand_masks_match`) confirms the two give identical masks and generator states, and
+    for contiguous float CPU tensors (filled in the same element order); elsewhere ``F.dropout``.
+    """
+    if (
+        training and 0.0 < p < 1.0 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        and x.is_contiguous() and _rand_masks_match()
+    ):
+        return x * (torch.rand(x.shape, dtype=torch.float64) < 1.0 - p).to(x.dtype).div_(1.0 - p)
+    return F.dropout(x, p, training)
+
+
+@functools.lru_cache(maxsize=None)
+def _rand_masks_match() -> bool:
+    """Whether ``bernoulli_`` and ``rand(float64) <`` draw the same masks from the default CPU
+    generator here (and leave it in the same state); the generator is restored afterwards."""
+    state = torch.get_rng_state()
+    try:
+        mask = torch.empty(4099).bernoulli_(0.3)
+        after = torch.rand(8)
+        torch.set_rng_state(state)
+        same = torch.equal(mask.bool(), torch.rand(4099, dtype=torch.float64) < 0.3)
+        return same and torch.equal(after, torch.rand(8))
+    finally:
+        torch.set_rng_state(state)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through :func:`dropout` (same masks, cheaper where exact)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def use_exact_dropout(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.Dropout`` inside ``module`` (e.g. RecBole's transformer encoder) by
+    :class:`Dropout`: same masks and outputs, no parameter or state changes. Returns ``module``."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p))
+    return module
+
+
+class HistoryMemory(NamedTuple):
+    """A user's history for cross-attention as it is (not folded with the query and output
+    projections, :meth:`BeamDecoderLayer.memory_tables`): cheaper when each user decodes one
+    query per pass (CRSS order planning), where folding would cost more than it saves."""
+
+    keys: torch.Tensor  # [B, nh, T, dh]
+    values: torch.Tensor  # [B, nh, T, dh]
+    offset: torch.Tensor  # [B, 1, 1, T] 0 on real positions, -inf on padding
 
 
 class TokenEmbedding(nn.Module):
@@ -90,9 +150,9 @@ class BeamDecoderLayer(nn.Module):
         self.out_cross = nn.Linear(hidden_size, hidden_size)
         self.norm_ff = nn.LayerNorm(hidden_size)
         self.ff = nn.Sequential(
-            nn.Linear(hidden_size, inner_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner_size, hidden_size)
+            nn.Linear(hidden_size, inner_size), nn.GELU(), Dropout(dropout), nn.Linear(inner_size, hidden_size)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., S, H]`` -> ``[..., nh, S, dh]``."""
@@ -163,7 +223,8 @@ class BeamDecoderLayer(nn.Module):
             pair_kv: keys, values (:meth:`step_kv`) of R pairs, ``[R, nh, dh]`` shared by every
                 user or ``[B, R, nh, dh]`` per user.
             bos_kv: keys, values ``[B, nh, dh]`` of each user's BOS step.
-            memory: the users' cross-attention tables (:meth:`memory_tables`).
+            memory: the users' cross-attention tables (:meth:`memory_tables`) or their
+                :class:`HistoryMemory` (same states up to float rounding, same dropout draws).
 
         Returns:
             ``[B, K, H]``.
@@ -183,13 +244,20 @@ class BeamDecoderLayer(nn.Module):
             pair_scores = (q.unsqueeze(2) * pair_k[index]).sum(-1)  # [B, K, S, nh]
         bos_scores = (q * bos_k.unsqueeze(1)).sum(-1).expand(b, k, nh)  # [B, K, nh]
         scores = torch.cat([bos_scores.unsqueeze(2), pair_scores], dim=2) / dh ** 0.5  # [B, K, S + 1, nh]
-        weights = F.dropout(torch.softmax(scores, dim=2), p, self.training).unsqueeze(-1)
+        weights = dropout(torch.softmax(scores, dim=2), p, self.training).unsqueeze(-1)
         att = weights[:, :, 0] * bos_v.unsqueeze(1) + (weights[:, :, 1:] * pair_v[index]).sum(2)  # [B, K, nh, dh]
         x = x + self.dropout(self.out_self(att.reshape(b, k, nh * dh)))  # [B, K, H]
-        keys, offset, values = memory
-        scores = torch.baddbmm(offset, self.norm_cross(x), keys).view(b, k, nh, -1)  # [B, K, nh, T]
-        weights = F.dropout(torch.softmax(scores, dim=-1), p, self.training).view(b, k, -1)
-        x = x + self.dropout(torch.baddbmm(self.out_cross.bias, weights, values))  # [B, K, H]
+        if isinstance(memory, HistoryMemory):
+            q = self.q_cross(self.norm_cross(x)).view(b, k, nh, dh)
+            scores = torch.einsum("bknd,bntd->bknt", q, memory.keys) * dh ** -0.5 + memory.offset  # [B, K, nh, T]
+            weights = dropout(torch.softmax(scores, dim=-1), p, self.training)
+            att = torch.einsum("bknt,bntd->bknd", weights, memory.values)  # [B, K, nh, dh]
+            x = x + self.dropout(self.out_cross(att.reshape(b, k, nh * dh)))
+        else:
+            keys, offset, values = memory
+            scores = torch.baddbmm(offset, self.norm_cross(x), keys).view(b, k, nh, -1)  # [B, K, nh, T]
+            weights = dropout(torch.softmax(scores, dim=-1), p, self.training).view(b, k, -1)
+            x = x + self.dropout(torch.baddbmm(self.out_cross.bias, weights, values))  # [B, K, H]
         return x + self.dropout(self.ff(self.norm_ff(x)))
 
     def forward(
@@ -207,8 +275,9 @@ class BeamDecoderLayer(nn.Module):
         """
         b, k, s, h = x.shape
         p = self.attn_dropout if self.training else 0.0
-        # causal attention from each state to the pairs emitted so far (as a set)
-        q = self.q_self(self.norm_self(x))  # [B, K, S, H]
+        # causal attention from each state to the pairs emitted so far (as a set); a stream that
+        # is one query repeated over the positions (the first layer's BOS) is projected once
+        q = self.q_self(self.norm_self(x[:, :, :1])).expand(b, k, s, h) if x.stride(2) == 0 else self.q_self(self.norm_self(x))
         kk, v = self.kv_self(self.norm_steps(steps)).chunk(2, dim=-1)  # [B, K, S, H] each
         causal = x.size(2) > 1  # a single query position is the last one: it reads every step
         att = F.scaled_dot_product_attention(
@@ -265,14 +334,20 @@ class TokenDecoder(nn.Module):
         mem_kv: List[Tuple[torch.Tensor, torch.Tensor]],
         mem_mask: torch.Tensor,
         reuse: Optional["StepTables"] = None,
+        fold_memory: bool = True,
     ) -> "StepTables":
         """Per-layer step keys/values of R step embeddings ``pairs`` (``[R, H]`` shared by every
         user, e.g. every (codebook, token) pair, or ``[B, R, H]`` per user) and of each user's
         BOS step ``bos [B, H]`` (dropout, if any, already applied to both), and the users'
         cross-attention tables of their history (``mem_kv``, ``mem_mask`` as in :meth:`forward`),
-        taken from ``reuse`` (tables of the same users and weights) when given."""
+        taken from ``reuse`` (tables of the same users and weights) when given; with
+        ``fold_memory=False`` the history is kept as it is (:class:`HistoryMemory`, for one query
+        per user and pass)."""
         if reuse is not None:
             memory = reuse.memory
+        elif not fold_memory:
+            offset = torch.zeros(mem_mask.shape, dtype=bos.dtype, device=bos.device).masked_fill(~mem_mask, float("-inf"))
+            memory = [HistoryMemory(k, v, offset[:, None, None, :]) for k, v in mem_kv]
         else:
             memory = [layer.memory_tables(kv, mem_mask) for layer, kv in zip(self.layers, mem_kv)]
         return StepTables(bos, [layer.step_kv(pairs) + layer.step_kv(bos) for layer in self.layers], memory)
@@ -296,7 +371,8 @@ class StepTables:
     bos: torch.Tensor  # [B, H] the BOS step (BOS + user state), also the first query
     kv: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: pair keys,
     # pair values [R, nh, dh] or [B, R, nh, dh] (see TokenDecoder.step_tables), BOS keys, values [B, nh, dh]
-    memory: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # per layer: BeamDecoderLayer.memory_tables
+    memory: List[Union[Tuple[torch.Tensor, torch.Tensor, torch.Tensor], HistoryMemory]]  # per layer:
+    # BeamDecoderLayer.memory_tables, or the HistoryMemory
 
 
 class CodebookHeads(nn.Module):

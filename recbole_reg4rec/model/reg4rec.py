@@ -36,7 +36,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from ..tokenizer.semantic_ids import SemanticIDs
-from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search, plan_chunks
+from .beam_search import BeamConfig, BeamResult, apply_reflection, corp_beam_search, needs_reflection, plan_chunks
 from .catalogue_index import CatalogueIndex
 from .crss import (
     CONFIDENCES,
@@ -46,7 +46,7 @@ from .crss import (
     random_orders,
     sample_next_codebook,
 )
-from .layers import CodebookHeads, TokenDecoder, TokenEmbedding
+from .layers import CodebookHeads, Dropout, TokenDecoder, TokenEmbedding, use_exact_dropout
 
 
 AUTO = "auto"
@@ -164,7 +164,7 @@ class REG4Rec(SequentialRecommender):
         self.token_embedding = TokenEmbedding(self.codebook_sizes, h)
         self.item_embedding = nn.Embedding(self.n_items, h, padding_idx=0) if self.use_item_id_embedding else None
         self.position_embedding = nn.Embedding(self.max_seq_length, h)
-        self.trm_encoder = TransformerEncoder(
+        self.trm_encoder = use_exact_dropout(TransformerEncoder(
             n_layers=self.n_layers,
             n_heads=self.n_heads,
             hidden_size=h,
@@ -173,9 +173,9 @@ class REG4Rec(SequentialRecommender):
             attn_dropout_prob=self.attn_dropout_prob,
             hidden_act=self.hidden_act,
             layer_norm_eps=self.layer_norm_eps,
-        )
+        ))  # RecBole's encoder, its dropout masks drawn by layers.dropout (same masks, cheaper)
         self.LayerNorm = nn.LayerNorm(h, eps=self.layer_norm_eps)
-        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.dropout = Dropout(self.hidden_dropout_prob)
         self.codebook_embedding = nn.Embedding(self.n_codebooks, h)
         self.bos = nn.Parameter(torch.zeros(h))
         self.decoder = TokenDecoder(
@@ -411,7 +411,9 @@ class REG4Rec(SequentialRecommender):
             states, codebooks, self.token_embedding.codebook_tables(), self.token_embedding.table_valid
         )
 
-    def step_function(self, ctx: EncodedContext, cached: Optional[bool] = None):
+    def step_function(
+        self, ctx: EncodedContext, cached: Optional[bool] = None, reflection: bool = True, remaining_only: bool = False
+    ):
         """The :data:`~.beam_search.StepFn` of these users: last decoder state -> token
         log-probabilities ``[B, K, M, D]`` and reflection log-probability ``[B, K]``.
 
@@ -421,6 +423,11 @@ class REG4Rec(SequentialRecommender):
         ``H -> M x D`` map; each call then decodes just the new query of every path. Same values
         as ``cached=False`` (:meth:`decode` of the whole prefix at every call) up to float
         rounding; with dropout active (training mode) only the uncached form is exact.
+
+        What beam search does not read can be left out (cached form): ``reflection=False`` gives
+        ``None`` instead of the reflection (no reflection head); ``remaining_only``: once at
+        most half of the codebooks remain, only the heads of the codebooks a path has not
+        emitted yet are computed (the others' log-probs are -inf).
         """
         if cached is None:
             cached = not self.training
@@ -438,16 +445,40 @@ class REG4Rec(SequentialRecommender):
         valid = self.token_embedding.table_valid
         pad = None if bool(valid.all()) else ~valid
 
-        def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
             rows = self.token_embedding.rows(codebooks, tokens)  # [B, K, S]
             state = self.decoder.forward_last(tables, rows)  # [B, K, H]
+            reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1)) if reflection else None
+            if remaining_only and 2 * codebooks.size(-1) >= self.n_codebooks:
+                return self._remaining_log_probs(state, codebooks, head_w, head_b, pad), reflect
             logits = F.linear(state, head_w, head_b).view(*state.shape[:-1], *valid.shape)  # [B, K, M, D]
             if pad is not None:
                 logits = logits.masked_fill(pad, float("-inf"))
-            reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1))
             return torch.log_softmax(logits, dim=-1), reflect
 
         return cached_step
+
+    def _remaining_log_probs(
+        self, state: torch.Tensor, codebooks: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, pad
+    ) -> torch.Tensor:
+        """Log-probs ``[B, K, M, D]`` of the codebooks not in ``codebooks [B, K, S]`` from the
+        states ``[B, K, H]`` and the fused heads (:meth:`.layers.CodebookHeads.fused`), -inf on
+        the codebooks already emitted: one head per codebook on the paths still missing it."""
+        b, k, hidden = state.shape
+        m, d = self.n_codebooks, self.token_embedding.max_size
+        flat = state.reshape(b * k, hidden)
+        emitted = torch.zeros(b * k, m, dtype=torch.bool, device=state.device)
+        emitted.scatter_(1, codebooks.reshape(b * k, -1), True)
+        out = flat.new_full((b * k * m, d), float("-inf"))  # row (path, codebook)
+        weight, bias = head_w.view(m, d, hidden), head_b.view(m, d)
+        for r in range(m):
+            rows = (~emitted[:, r]).nonzero().squeeze(1)
+            if rows.numel():
+                logits = F.linear(flat.index_select(0, rows), weight[r], bias[r])  # [n, D]
+                if pad is not None:
+                    logits = logits.masked_fill(pad[r], float("-inf"))
+                out.index_copy_(0, rows * m + r, torch.log_softmax(logits, dim=-1))
+        return out.view(b, k, m, d)
 
     def pair_embeddings(self) -> torch.Tensor:
         """Step embedding (token + codebook embedding) of every row of the token embedding,
@@ -487,13 +518,16 @@ class REG4Rec(SequentialRecommender):
             codebooks = torch.arange(m, device=target.device).expand(b, m)
             steps = self.dropout(self.token_embedding(codebooks, target) + self.codebook_embedding(codebooks))
             bos = self.dropout(self.bos + ctx.last)
-            tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask)  # rows = codebooks
+            # rows = codebooks; one query per user and pass: the history is not folded into tables
+            tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask, fold_memory=False)
+            head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())  # once, not per pass
+            pad = ~self.token_embedding.table_valid
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
             for _ in range(m - 1):
                 state = self.decoder.forward_last(tables, order)[:, 0]  # [B, H]
-                logits = self.token_logits(state)  # [B, M, D]
+                logits = F.linear(state, head_w, head_b).view(b, m, -1).masked_fill(pad, float("-inf"))  # [B, M, D]
                 conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
                 nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
                 emitted[rows, nxt] = True
@@ -630,17 +664,25 @@ class REG4Rec(SequentialRecommender):
             score = score + self.item_fusion_weight * prior.gather(1, items.unsqueeze(1)).squeeze(1)
         return score
 
-    def beam_search(self, ctx: EncodedContext) -> Tuple[BeamResult, Optional[torch.Tensor], torch.Tensor]:
+    def beam_search(
+        self, ctx: EncodedContext, trace: bool = True
+    ) -> Tuple[BeamResult, Optional[torch.Tensor], torch.Tensor]:
         """Run CORP beam search for the users of ``ctx`` (one chunk).
+
+        ``trace=False`` (ranking) computes only what the item scores need: no reflection after
+        the last step (``step_reflection`` is NaN there, everywhere without reflection scoring),
+        no head of a codebook a path already emitted.
 
         Returns the :class:`BeamResult`, the item log-prior ``[B, N]`` (or None) and the
         fallback token score ``[B, N]`` (sum over codebooks of the first-step log-probabilities).
         """
         b = ctx.last.size(0)
-        step = self.step_function(ctx)
+        cfg = self.beam_config()
+        cfg.trace = trace
+        step = self.step_function(ctx, reflection=needs_reflection(cfg), remaining_only=not trace)
         index = self.catalogue()
         prior = self.item_log_prior(ctx)
-        result = corp_beam_search(step, index, b, self.beam_config(), prior)
+        result = corp_beam_search(step, index, b, cfg, prior)
         first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
                         torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
         fallback = first[:, 0, 0].index_select(1, index.codes_t[0])  # [B, N], summed in place
@@ -666,14 +708,14 @@ class REG4Rec(SequentialRecommender):
             scores = self.item_log_prior(ctx)
             scores[:, 0] = float("-inf")
             return scores
-        result, prior, fallback = self.beam_search(ctx)
+        result, prior, fallback = self.beam_search(ctx, trace=False)
         self._count_first_codebooks(result)
         token_score = result.item_scores  # [B, N], -inf = not reached
         if self.score_mode == "tokens":
             return rank_beam_first(token_score, fallback)
         w = self.item_fusion_weight
         if self.score_mode == "fused":
-            return rank_beam_first(token_score + w * prior, fallback + w * prior)
+            return rank_beam_first(token_score, fallback, w * prior)
         # blend: one scale for every item, so the ID head can lift an item the beam missed
         scores = w * prior + torch.where(torch.isfinite(token_score), token_score, fallback)
         scores[:, 0] = float("-inf")
@@ -695,15 +737,32 @@ class REG4Rec(SequentialRecommender):
         return {"users": total, "counts": counts.tolist(), "share_differs_from_most_common": share}
 
 
-def rank_beam_first(beam_score: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+def rank_beam_first(beam_score: torch.Tensor, fallback: torch.Tensor, bonus: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Combine ``[B, N]`` beam scores (-inf = not reached) and fallback scores so that every
-    reached item is above every other item; both groups keep their own order; item 0 is -inf."""
+    reached item is above every other item; both groups keep their own order; item 0 is -inf.
+    ``bonus [B, N]`` (e.g. the weighted ID head), if given, is added to both first.
+
+    The beam reaches few items per user: they are handled as a sparse list, and the dense work
+    is the fallback (plus bonus) and its maximum, a few passes over ``[B, N]``.
+    """
     reached = torch.isfinite(beam_score)
     reached[:, 0] = False
-    fb = fallback.clone()
+    user, item = reached.nonzero(as_tuple=True)
+    vals = beam_score[user, item]
+    if bonus is not None:
+        vals = vals + bonus[user, item]
+        keep = torch.isfinite(vals)
+        user, item, vals = user[keep], item[keep], vals[keep]
+    fb = fallback + bonus if bonus is not None else fallback.clone()
     fb[:, 0] = float("-inf")
-    lowest_beam = torch.where(reached, beam_score, torch.full_like(beam_score, float("inf"))).min(dim=1).values
-    fb_real = torch.where(torch.isfinite(fb), fb, torch.full_like(fb, float("-inf")))
-    highest_fb = fb_real[:, 1:].max(dim=1).values
-    shift = torch.where(reached.any(dim=1), (highest_fb - lowest_beam).clamp_min(0) + 1.0, torch.zeros_like(highest_fb))
-    return torch.where(reached, beam_score + shift.unsqueeze(1), fb)
+    highest_fb = fb[:, 1:].max(dim=1).values  # of the finite fallbacks: recomputed where +inf / NaN occur
+    odd = torch.isnan(highest_fb) | torch.isposinf(highest_fb)
+    if bool(odd.any()):
+        rows = fb[odd, 1:]
+        highest_fb[odd] = torch.where(torch.isfinite(rows), rows, torch.full_like(rows, float("-inf"))).max(dim=1).values
+    b = beam_score.size(0)
+    lowest_beam = beam_score.new_full((b,), float("inf")).scatter_reduce(0, user, vals, "amin")
+    any_reached = torch.bincount(user, minlength=b) > 0
+    shift = torch.where(any_reached, (highest_fb - lowest_beam).clamp_min(0) + 1.0, torch.zeros_like(highest_fb))
+    fb[user, item] = vals + shift[user]
+    return fb
