@@ -78,13 +78,20 @@ def apply() -> None:
         return
     for patch in PATCHES:
         patch.fix.install()
-    _silence_recbole_inplace_deprecations()
+    _silence_recbole_warnings()
     _APPLIED = True
 
 
-def _silence_recbole_inplace_deprecations() -> None:
-    """pandas >= 3.1 warns on every ``inplace=True`` RecBole uses (still correct for whole
-    frames); hide those warnings for RecBole's own modules only."""
+def _silence_recbole_warnings() -> None:
+    """Warnings that RecBole's own code triggers on today's stack, harmless there and not the
+    user's to fix: hidden for RecBole's modules only (the same warnings from other code still show)."""
+    # torch.cuda.amp.GradScaler(...), deprecated in torch 2.4, built by every recbole.trainer.Trainer
+    warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning,
+                            module=r"recbole\.")
+    # recbole's dataset turns read-only numpy arrays into tensors that it never writes to
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning,
+                            module=r"recbole\.")
+    # pandas >= 3.1 warns on every inplace=True RecBole uses (still correct for whole frames)
     try:
         from pandas.errors import Pandas4Warning
     except ImportError:  # pandas < 3.1
