@@ -87,6 +87,7 @@ class TokenEmbedding(nn.Module):
         offsets = torch.cumsum(sizes + 1, dim=0) - (sizes + 1)  # [M]
         self.n_codebooks = len(codebook_sizes)
         self.max_size = int(sizes.max())
+        self.equal_sizes = len(set(codebook_sizes)) == 1  # no padding slot in the [M, D] tables
         self.register_buffer("sizes", sizes, persistent=False)
         self.register_buffer("offsets", offsets, persistent=False)
         token_ids = torch.arange(self.max_size).unsqueeze(0)  # [1, D]
@@ -117,6 +118,10 @@ class TokenEmbedding(nn.Module):
     def codebook_tables(self) -> torch.Tensor:
         """Token embeddings of every codebook, padded to ``[M, D, H]`` (pad slots hold the pad row)."""
         return self.embedding(self.table_index)
+
+    def table_padding(self) -> Optional[torch.Tensor]:
+        """``[M, D]`` True on the padding slots of smaller codebooks, None when there are none."""
+        return None if self.equal_sizes else ~self.table_valid
 
 
 class BeamDecoderLayer(nn.Module):
@@ -375,6 +380,38 @@ class StepTables:
     # BeamDecoderLayer.memory_tables, or the HistoryMemory
 
 
+class FusedHeads(NamedTuple):
+    """The M codebook heads fused into one linear map (:meth:`CodebookHeads.fused`)."""
+
+    weight: torch.Tensor  # [M * D, H]
+    bias: torch.Tensor  # [M * D]
+    pad: Optional[torch.Tensor]  # [M, D] True on padding slots of smaller codebooks (None: none)
+    n_codebooks: int  # M
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``h [..., H]`` -> logits of every codebook ``[..., M, D]``, -inf on padding slots."""
+        logits = F.linear(h, self.weight, self.bias).view(*h.shape[:-1], self.n_codebooks, -1)
+        return logits if self.pad is None else logits.masked_fill(self.pad, float("-inf"))
+
+    def remaining_log_probs(self, h: torch.Tensor, emitted: torch.Tensor) -> torch.Tensor:
+        """Log-probs ``[..., M, D]`` of the codebooks not yet ``emitted`` (``[..., M]`` bool) from
+        the states ``h [..., H]``, -inf on the emitted ones: one head per codebook, applied only to
+        the states still missing it (cheaper than :meth:`logits` once most codebooks are emitted)."""
+        m, hidden = self.n_codebooks, h.size(-1)
+        d = self.bias.numel() // m
+        flat, missing = h.reshape(-1, hidden), ~emitted.reshape(-1, m)
+        out = flat.new_full((flat.size(0) * m, d), float("-inf"))  # row (state, codebook)
+        weight, bias = self.weight.view(m, d, hidden), self.bias.view(m, d)
+        for r in range(m):
+            rows = missing[:, r].nonzero().squeeze(1)
+            if rows.numel():
+                logits = F.linear(flat.index_select(0, rows), weight[r], bias[r])  # [n, D]
+                if self.pad is not None:
+                    logits = logits.masked_fill(self.pad[r], float("-inf"))
+                out.index_copy_(0, rows * m + r, torch.log_softmax(logits, dim=-1))
+        return out.view(*h.shape[:-1], m, d)
+
+
 class CodebookHeads(nn.Module):
     """M output heads: logits of codebook ``r`` = ``W_r h`` dot that codebook's token embeddings / tau."""
 
@@ -393,20 +430,19 @@ class CodebookHeads(nn.Module):
         Returns:
             ``[..., M, D]`` logits, ``-inf`` on padding slots.
         """
-        weight, bias = self.fused(tables)
-        logits = F.linear(h, weight, bias).view(*h.shape[:-1], *valid.shape)
-        return logits.masked_fill(~valid, float("-inf"))
+        return self.fused(tables, ~valid).logits(h)
 
-    def fused(self, tables: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def fused(self, tables: torch.Tensor, pad: Optional[torch.Tensor]) -> "FusedHeads":
         """The heads as one linear map ``H -> M * D``: ``(W_r h + b_r) . e_rd / tau`` =
         ``h . (W_r^T e_rd) / tau + b_r . e_rd / tau``; one matmul per state instead of a projection
-        to ``M x H`` and M table products. Returns weight ``[M * D, H]`` and bias ``[M * D]``."""
+        to ``M x H`` and M table products. Build it once per batch where many states are scored;
+        ``pad [M, D]`` marks padding slots (:meth:`TokenEmbedding.table_padding`; None: none)."""
         m, d, hidden = tables.shape
         weight = self.proj.weight.view(m, hidden, hidden)  # [M, H_out, H_in]
         bias = self.proj.bias.view(m, hidden)
         fused_w = torch.bmm(tables, weight).reshape(m * d, hidden) / self.temperature  # [M * D, H_in]
         fused_b = torch.bmm(tables, bias.unsqueeze(-1)).reshape(m * d) / self.temperature
-        return fused_w, fused_b
+        return FusedHeads(fused_w, fused_b, pad, m)
 
     def one_codebook(
         self, h: torch.Tensor, codebook: torch.Tensor, tables: torch.Tensor, valid: torch.Tensor

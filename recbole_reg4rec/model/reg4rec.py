@@ -46,7 +46,7 @@ from .crss import (
     random_orders,
     sample_next_codebook,
 )
-from .layers import CodebookHeads, Dropout, TokenDecoder, TokenEmbedding, use_exact_dropout
+from .layers import CodebookHeads, Dropout, FusedHeads, TokenDecoder, TokenEmbedding, use_exact_dropout
 
 
 AUTO = "auto"
@@ -404,6 +404,11 @@ class REG4Rec(SequentialRecommender):
         """``states [..., H]`` -> logits of every codebook ``[..., M, D]`` (-inf on pad slots)."""
         return self.heads(states, self.token_embedding.codebook_tables(), self.token_embedding.table_valid)
 
+    def fused_heads(self) -> FusedHeads:
+        """The token heads as one linear map (:meth:`.layers.CodebookHeads.fused`), to build once
+        where many states are scored (beam steps, order planning)."""
+        return self.heads.fused(self.token_embedding.codebook_tables(), self.token_embedding.table_padding())
+
     def codebook_logits(self, states: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
         """Logits of one codebook per state: ``states [..., H]``, ``codebooks [...]`` -> ``[..., D]``
         (equals :meth:`token_logits` read at ``codebooks``, cheaper)."""
@@ -441,44 +446,18 @@ class REG4Rec(SequentialRecommender):
 
             return step
         tables = self.decoder.step_tables(self.pair_embeddings(), self.bos + ctx.last, ctx.mem_kv, ctx.mem_mask)
-        head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())
-        valid = self.token_embedding.table_valid
-        pad = None if bool(valid.all()) else ~valid
+        heads = self.fused_heads()
 
         def cached_step(codebooks: torch.Tensor, tokens: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
             rows = self.token_embedding.rows(codebooks, tokens)  # [B, K, S]
             state = self.decoder.forward_last(tables, rows)  # [B, K, H]
             reflect = F.logsigmoid(self.reflection_head(state).squeeze(-1)) if reflection else None
             if remaining_only and 2 * codebooks.size(-1) >= self.n_codebooks:
-                return self._remaining_log_probs(state, codebooks, head_w, head_b, pad), reflect
-            logits = F.linear(state, head_w, head_b).view(*state.shape[:-1], *valid.shape)  # [B, K, M, D]
-            if pad is not None:
-                logits = logits.masked_fill(pad, float("-inf"))
-            return torch.log_softmax(logits, dim=-1), reflect
+                emitted = torch.zeros(*codebooks.shape[:2], self.n_codebooks, dtype=torch.bool, device=state.device)
+                return heads.remaining_log_probs(state, emitted.scatter_(2, codebooks, True)), reflect
+            return torch.log_softmax(heads.logits(state), dim=-1), reflect  # [B, K, M, D]
 
         return cached_step
-
-    def _remaining_log_probs(
-        self, state: torch.Tensor, codebooks: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, pad
-    ) -> torch.Tensor:
-        """Log-probs ``[B, K, M, D]`` of the codebooks not in ``codebooks [B, K, S]`` from the
-        states ``[B, K, H]`` and the fused heads (:meth:`.layers.CodebookHeads.fused`), -inf on
-        the codebooks already emitted: one head per codebook on the paths still missing it."""
-        b, k, hidden = state.shape
-        m, d = self.n_codebooks, self.token_embedding.max_size
-        flat = state.reshape(b * k, hidden)
-        emitted = torch.zeros(b * k, m, dtype=torch.bool, device=state.device)
-        emitted.scatter_(1, codebooks.reshape(b * k, -1), True)
-        out = flat.new_full((b * k * m, d), float("-inf"))  # row (path, codebook)
-        weight, bias = head_w.view(m, d, hidden), head_b.view(m, d)
-        for r in range(m):
-            rows = (~emitted[:, r]).nonzero().squeeze(1)
-            if rows.numel():
-                logits = F.linear(flat.index_select(0, rows), weight[r], bias[r])  # [n, D]
-                if pad is not None:
-                    logits = logits.masked_fill(pad[r], float("-inf"))
-                out.index_copy_(0, rows * m + r, torch.log_softmax(logits, dim=-1))
-        return out.view(b, k, m, d)
 
     def pair_embeddings(self) -> torch.Tensor:
         """Step embedding (token + codebook embedding) of every row of the token embedding,
@@ -520,14 +499,13 @@ class REG4Rec(SequentialRecommender):
             bos = self.dropout(self.bos + ctx.last)
             # rows = codebooks; one query per user and pass: the history is not folded into tables
             tables = self.decoder.step_tables(steps, bos, ctx.mem_kv, ctx.mem_mask, fold_memory=False)
-            head_w, head_b = self.heads.fused(self.token_embedding.codebook_tables())  # once, not per pass
-            pad = ~self.token_embedding.table_valid
+            heads = self.fused_heads()  # once, not per pass
             order = torch.zeros(b, 1, 0, dtype=torch.long, device=target.device)  # [B, 1, S]
             emitted = torch.zeros(b, m, dtype=torch.bool, device=target.device)
             picked = []
             for _ in range(m - 1):
                 state = self.decoder.forward_last(tables, order)[:, 0]  # [B, H]
-                logits = F.linear(state, head_w, head_b).view(b, m, -1).masked_fill(pad, float("-inf"))  # [B, M, D]
+                logits = heads.logits(state)  # [B, M, D]
                 conf = codebook_confidence(torch.log_softmax(logits, dim=-1), self.crss_confidence)
                 nxt = sample_next_codebook(conf, emitted, self.crss_temperature)  # [B]
                 emitted[rows, nxt] = True
