@@ -141,9 +141,8 @@ class GroupedCandidates:
             for key in pair[sel].unique().tolist():
                 mine = (few & (pair == key)).nonzero().squeeze(1)
                 self._histogram_masses(masses, rows[mine], user[mine], group[mine], *divmod(key, index.n_codebooks), item_prob)
-        if bool(few.any()):  # the rest read their items
-            sel = (~few).nonzero().squeeze(1)
-            rows, user, subset, group, codebook = rows[sel], user[sel], subset[sel], group[sel], codebook[sel]
+            rest = (~few).nonzero().squeeze(1)  # the other rows read their items
+            rows, user, subset, group, codebook = rows[rest], user[rest], subset[rest], group[rest], codebook[rest]
         flat_prob, flat_codes, flat = item_prob.reshape(-1), index.codes_t.reshape(-1), masses.view(-1)
         for row, item in self._items(subset, group):
             slot = rows[row] * d + flat_codes[codebook[row] * n + item]
@@ -167,8 +166,9 @@ class GroupedCandidates:
         bin of that user, then each row reads its group's D bins."""
         index = self.index
         d, n = index.max_size, index.n_items
-        n_bins = (index.subset_groups(subset).starts.numel() - 1) * d
-        key = (index.subset_groups(subset).group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
+        groups = index.subset_groups(subset)
+        n_bins = (groups.starts.numel() - 1) * d
+        key = (groups.group_of[1:] * d + index.codes_t[codebook, 1:]).unsqueeze(0)  # [1, N - 1]
         users, local = torch.unique(user, return_inverse=True)
         tokens = torch.arange(d, device=masses.device)
         per_block = max(1, self.block_items // max(n, n_bins))
