@@ -50,7 +50,8 @@ class SubsetChildren:
 
     def lookup(self, group: torch.Tensor, max_size: int):
         """Counts and child groups of every token after each parent group: ``group [R]`` ->
-        ``[R, D]`` each (count 0 and group -1 where no item holds the pair)."""
+        ``[R, D]`` each (count 0 and group -1 where no item holds the pair). The one-split
+        reference of :meth:`CatalogueIndex.split_lookup` / :meth:`CatalogueIndex.child_groups`."""
         query = group.unsqueeze(1) * max_size + torch.arange(max_size, device=group.device)  # [R, D]
         pos = torch.searchsorted(self.keys, query).clamp_max(self.keys.numel() - 1)
         hit = self.keys[pos] == query
