@@ -135,6 +135,8 @@ def build(name: str, data_path: Path, dataset: str, seed: int, eval_users: int, 
 
     cfg = dict(SHARED, data_path=str(data_path), seed=seed, eval_batch_size=eval_users, **extra)
     if name != "SASRec":
+        # time the reasoning (beam search, CORP): `auto` would rank an untrained model by its ID head alone
+        cfg = {"score_mode": "fused", **cfg}
         cfg["tokenizer_cache_dir"] = str(data_path / "tokens")
         cfg["crss_warmup_epochs"] = 0  # time training with CRSS order sampling on (past the warm-up)
     config = make_config(name, dataset, None, cfg)

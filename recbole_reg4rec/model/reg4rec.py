@@ -62,8 +62,12 @@ INFERENCE_KEYS = ("score_mode", "item_fusion_weight", "reflection_weight", "refl
 #: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
 #: them too, so a trained model can be ranked without CORP or without the prior steering (controls).
 INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
-#: Value an ``auto`` setting has before it is chosen on validation (e.g. during training's validation).
-PROVISIONAL = {"score_mode": "fused", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
+#: Value an ``auto`` setting has until it is chosen on validation, i.e. while training validates.
+#: The ID head alone ranks during training, so each epoch is chosen without favouring any reasoning
+#: setting: an epoch chosen on the fused score at w = 4 flattered exactly that setting on validation
+#: and lost on test (results/inference-ml-100k, "epoch chosen on the ID head"). It also makes
+#: stage 1's validation as cheap as an ID model's. (w = 4 acts when score_mode is set to fused/blend.)
+PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
 
 
 def load_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None) -> SemanticIDs:
@@ -153,8 +157,7 @@ class REG4Rec(SequentialRecommender):
                 configured["score_mode"] = "tokens"
         #: inference settings still to be chosen on the validation split (``auto`` in the config)
         self.auto_inference = tuple(key for key, value in configured.items() if value == AUTO)
-        provisional = {**PROVISIONAL, "reasoning_steps": self.n_codebooks}
-        self.configure_inference(**{k: provisional[k] if v == AUTO else v for k, v in configured.items()})
+        self.configure_inference(**self.provisional_inference(), **{k: v for k, v in configured.items() if v != AUTO})
         self._check_auto_has_validation(config)
         self.first_codebook_counts = torch.zeros(self.n_codebooks, dtype=torch.long)
         self.register_buffer("codes", sids.codes.clone())  # [N, M], saved in checkpoints
@@ -237,6 +240,11 @@ class REG4Rec(SequentialRecommender):
     def inference_settings(self) -> Dict[str, Any]:
         """The current inference settings (:data:`INFERENCE_KEYS`)."""
         return {key: getattr(self, key) for key in INFERENCE_KEYS}
+
+    def provisional_inference(self) -> Dict[str, Any]:
+        """Values of the ``auto`` settings until they are chosen (:data:`PROVISIONAL`, L = M)."""
+        provisional = {**PROVISIONAL, "reasoning_steps": self.n_codebooks}
+        return {key: provisional[key] for key in self.auto_inference}
 
     def configure_inference(self, **settings) -> Dict[str, Any]:
         """Validate and apply inference settings (any of :data:`INFERENCE_KEYS` and :data:`INFERENCE_SWITCHES`).

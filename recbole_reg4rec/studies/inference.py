@@ -88,7 +88,7 @@ def study_checkpoint(model_file: str, verbose: bool = False) -> List[Dict]:
     def validation_score() -> float:
         return float(trainer.evaluate(valid, load_best_model=False, show_progress=False)[metric])
 
-    chosen, trials = select_inference_settings(model, validation_score, searched=searched)
+    chosen, trials = select_inference_settings(model, lambda: trainer.validation_values(valid), searched=searched)
     def test_row(name: str, valid_score: float, chosen_row: bool) -> Dict:
         trainer.last_first_codebook_report = None
         t = _metrics(trainer.evaluate(test, load_best_model=False, show_progress=False))

@@ -31,6 +31,7 @@ from ..alignment.epoch import AlignmentEpoch
 from ..alignment.pars import AlignmentSettings
 from ..compat.checkpoints import load_checkpoint, save_checkpoint
 from .inference_selection import select_inference_settings
+from .per_user_metric import PerUserEvaluator
 from .progress import StageProgressMixin
 
 
@@ -39,6 +40,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        self.evaluator = PerUserEvaluator(config, self.valid_metric)  # RecBole's, plus per-user values
         self.stage = 1
         self.pars_enabled = bool(config["pars_enabled"])
         self.stage2_epochs = int(config["pars_epochs"])
@@ -79,6 +81,8 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             self.logger.info(f"Stage 1 taken from {self.stage1_checkpoint} (epoch {checkpoint['epoch']})")
             if saved:  # the run's best model until stage 2 beats it (the final test loads this file)
                 self._save_checkpoint(int(checkpoint["epoch"]), verbose=verbose)
+            self.choose_auto_inference(valid_data, saved)
+            self._rescore_stage1(valid_data)
             self._switch_to_stage2(first_epoch=int(checkpoint["epoch"]) + 1)
         else:
             if self.pars_enabled and self.epochs <= 0:
@@ -91,8 +95,10 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
                 self.start_stage("Stage 1", "supervised training", self.start_epoch, self.epochs, self.stopping_step)
             self._check_auto_needs_validation(valid_data)
             super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+            # stage 1 validated on the provisional settings (the ID head alone by default); the settings are
+            # chosen for its best model, and stage 2, which trains the reasoning paths, validates under them
+            self.choose_auto_inference(valid_data, saved)
             if not self.pars_enabled or self.stage2_epochs <= 0:
-                self.choose_auto_inference(valid_data, saved)
                 return self.best_valid_score, self.best_valid_result
             if saved:  # start from the best stage-1 model, not the last
                 checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
@@ -100,6 +106,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
                 self.model.load_other_parameter(checkpoint.get("other_parameter"))
             else:
                 self.logger.warning("saved=False: stage 2 starts from the last stage-1 weights, not the best")
+            self._rescore_stage1(valid_data)
             self._switch_to_stage2(first_epoch=self._last_epoch_idx + 1)
         if verbose:
             self.start_stage("Stage 2", "preference alignment (PARS)", self.start_epoch, self.epochs, self.stopping_step)
@@ -107,9 +114,21 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             attach_future_items(train_data._dataset, self.pars_settings.msra_horizon)
             self._future_attached = True
         self._check_auto_needs_validation(valid_data)
+        stage1_score = self.best_valid_score
         super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        self.choose_auto_inference(valid_data, saved)
+        if self.best_valid_score != stage1_score:  # stage 2 replaced the model: choose for its weights
+            self.choose_auto_inference(valid_data, saved)
         return self.best_valid_score, self.best_valid_result
+
+    def _rescore_stage1(self, valid_data) -> None:
+        """Stage 1's best validation score under the settings stage 2 validates with (they may have
+        changed from the provisional ones stage 1 was validated with): the bar stage 2 must beat."""
+        if not valid_data or not self._auto_settings():
+            return
+        result = self.evaluate(valid_data, load_best_model=False, show_progress=False)
+        self.best_valid_score, self.best_valid_result = result[self.valid_metric.lower()], result
+        self.logger.info(f"Stage 1's best model under the chosen settings: valid {self.valid_metric} "
+                         f"{self.best_valid_score:.4f} (the score stage 2 must beat)")
 
     # ---- inference settings chosen on validation ----------------------------------------------
     def _auto_settings(self):
@@ -143,12 +162,9 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             last_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(checkpoint["state_dict"])
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        chosen, trials = select_inference_settings(model, functools.partial(self.validation_values, valid_data),
+                                                   self.logger)
         metric = self.valid_metric.lower()
-
-        def validation_score() -> float:
-            return float(self.evaluate(valid_data, load_best_model=False, show_progress=False)[metric])
-
-        chosen, trials = select_inference_settings(model, validation_score, self.logger)
         best = max(score for _, score in trials)
         self.logger.info(set_color("Inference settings chosen on validation", "pink")
                          + f": {chosen} (valid {metric} {best:.4f}, {len(trials)} settings tried)")
@@ -159,6 +175,17 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
                 save_checkpoint(checkpoint, self.saved_model_file)
             self.model.load_state_dict(last_weights)  # after fit the model holds its last weights, as in RecBole
         return chosen
+
+    def validation_values(self, valid_data):
+        """The model's validation score as configured: per-user values ``[users]`` of ``valid_metric``
+        (a top-k metric on one process), else RecBole's mean (other metrics; DDP, where each process
+        sees only its users)."""
+        self.evaluator.last_per_user = None
+        result = self.evaluate(valid_data, load_best_model=False, show_progress=False)
+        per_user = getattr(self.evaluator, "last_per_user", None)
+        if per_user is not None and self.config["single_spec"]:
+            return per_user
+        return float(result[self.valid_metric.lower()])
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         """RecBole's evaluation, then a log line on how CRSS orders differ across the users."""

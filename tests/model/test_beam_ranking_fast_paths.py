@@ -18,7 +18,7 @@ from recbole_reg4rec.model.beam_search import BeamConfig, corp_beam_search
 @pytest.fixture(params=[(4, 5, 3, 4), (6, 2, 5)], ids=["M4", "M3"])
 def tiny(request, monkeypatch, workdir):
     """An untrained tiny model with spread-out weights (peaked, tie-free distributions), eval mode."""
-    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 2.0}, sizes=request.param, n_items=60)
+    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 2.0, "score_mode": "fused"}, sizes=request.param, n_items=60)
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for p in model.parameters():

@@ -19,7 +19,7 @@ from recbole_reg4rec.model.crss import codebook_confidence
 
 @pytest.fixture
 def tiny(monkeypatch, workdir):
-    model, train, test = build_tiny(monkeypatch, workdir, {"reflection_weight": 0.5})
+    model, train, test = build_tiny(monkeypatch, workdir, {"reflection_weight": 0.5, "score_mode": "fused"})
     model.eval()
     inter = next(iter(test))[0]
     with torch.no_grad():

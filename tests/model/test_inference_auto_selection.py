@@ -3,6 +3,7 @@ stored in the checkpoint; the test split is never read while choosing."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from recbole.config import Config
@@ -12,7 +13,13 @@ from recbole.utils import init_seed
 from tiny_models import build_tiny, structured_codes, tiny_config
 from recbole_reg4rec.compat.checkpoints import load_checkpoint
 from recbole_reg4rec.trainer import REG4RecTrainer
-from recbole_reg4rec.trainer.inference_selection import FUSION_WEIGHTS, score_candidates, select_inference_settings
+from recbole_reg4rec.trainer.inference_selection import (
+    FUSION_WEIGHTS,
+    MIN_GAIN_STANDARD_ERRORS,
+    paired_gain,
+    score_candidates,
+    select_inference_settings,
+)
 
 AUTO = {"score_mode": "auto", "item_fusion_weight": "auto", "reflection_weight": "auto", "reasoning_steps": "auto",
         "pars_enabled": False, "epochs": 1}
@@ -116,3 +123,94 @@ def test_fit_without_validation_data_keeps_the_provisional_settings(monkeypatch,
     trainer.fit(train, None, verbose=False, saved=False)
     assert model.inference_settings() == before and not hasattr(trainer, "chosen_inference")
     assert any("fit() got no validation data: score_mode=auto" in w for w in warnings)
+
+
+def test_secondary_knobs_leave_their_neutral_value_only_beyond_noise(monkeypatch, workdir):
+    """Reflection weight and L move from 0 / M only when the paired per-user gain on validation
+    exceeds one standard error; a gain within noise keeps the neutral value."""
+    model, _, _ = build_tiny(monkeypatch, workdir, {**AUTO, "score_mode": "fused", "item_fusion_weight": 2.0})
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    noise = rng.normal(0.0, 0.05, 400)
+    gains = {}
+
+    def evaluate():  # per-user validation values; reflection 1 gains 0.002 on average, L = 1 gains 0.05
+        gain = gains.get(("reflection", model.reflection_weight), 0.0) + gains.get(("L", model.reasoning_steps), 0.0)
+        noisy = model.reflection_weight == 1.0
+        return base + gain + (noise if noisy else 0.0)
+
+    gains.update({("reflection", 1.0): 0.002, ("L", 1): 0.05})
+    chosen, trials = select_inference_settings(model, evaluate)
+    at_m = {t["reflection_weight"]: s for t, s in trials if t["reasoning_steps"] == model.n_codebooks}
+    assert at_m[1.0] > at_m[0.0]  # the better mean ...
+    assert chosen["reflection_weight"] == 0.0  # ... within noise: kept neutral
+    assert chosen["reasoning_steps"] == 1  # a gain far beyond noise is taken
+    mean_gain, se = paired_gain(base + 0.002 + noise, base)
+    assert 0 < mean_gain <= MIN_GAIN_STANDARD_ERRORS * se
+
+    # a plain float score (no per-user values) keeps the plain best score
+    chosen, _ = select_inference_settings(model, lambda: float(np.mean(evaluate())))
+    assert chosen["reflection_weight"] == 1.0
+
+
+def test_the_search_starts_from_the_provisional_settings(monkeypatch, workdir):
+    """Whatever the model holds (e.g. settings chosen earlier), the search is the same."""
+    model, _, _ = build_tiny(monkeypatch, workdir, AUTO)
+
+    def run():
+        seen = []
+
+        def evaluate():
+            seen.append(model.inference_settings())
+            return float(model.score_mode == "fused") + 0.01 * model.reasoning_steps
+
+        return select_inference_settings(model, evaluate)[0], seen
+
+    first, seen_first = run()
+    model.configure_inference(reflection_weight=2.0, reasoning_steps=1, score_mode="tokens")
+    second, seen_second = run()
+    assert first == second and seen_first == seen_second
+    assert seen_first[0]["reflection_weight"] == 0.0 and seen_first[0]["reasoning_steps"] == model.n_codebooks
+
+
+def test_per_user_values_average_to_recboles_metric(monkeypatch, workdir):
+    model, train, valid, _ = _build_with_validation(monkeypatch, workdir / "data", AUTO)
+    trainer = REG4RecTrainer(train.config, model)
+    trainer.fit(train, valid, verbose=False, saved=False)
+    model.configure_inference(score_mode="fused", item_fusion_weight=2.0)
+    values = trainer.validation_values(valid)
+    result = trainer.evaluate(valid, load_best_model=False)
+    assert values.ndim == 1 and len(values) == len(valid._dataset)  # one value per validation user
+    assert values.max() > 0  # some hits, so the equality below is not 0 == 0
+    assert float(values.mean()) == pytest.approx(result[trainer.valid_metric.lower()], abs=5.1e-5)  # RecBole rounds to 4 places
+
+
+def test_stage2_validates_under_the_settings_chosen_for_stage1(monkeypatch, workdir):
+    model, train, valid, _ = _build_with_validation(
+        monkeypatch, workdir / "data", {**AUTO, "pars_enabled": True, "pars_epochs": 1, "pars_group_size": 2})
+    trainer = REG4RecTrainer(train.config, model)
+    validated, choices, bars = [], [], []
+    valid_epoch, choose, rescore = trainer._valid_epoch, trainer.choose_auto_inference, trainer._rescore_stage1
+
+    def recording_valid(valid_data, show_progress=False):
+        validated.append((trainer.stage, model.inference_settings()))
+        return valid_epoch(valid_data, show_progress)
+
+    def recording_choice(valid_data, saved=True):
+        choices.append(dict(choose(valid_data, saved)))
+        return choices[-1]
+
+    def recording_rescore(valid_data):
+        rescore(valid_data)
+        bars.append((trainer.best_valid_score, float(trainer.validation_values(valid_data).mean())))
+
+    monkeypatch.setattr(trainer, "_valid_epoch", recording_valid)
+    monkeypatch.setattr(trainer, "choose_auto_inference", recording_choice)
+    monkeypatch.setattr(trainer, "_rescore_stage1", recording_rescore)
+    trainer.fit(train, valid, verbose=False, saved=True)
+    stage1 = [s for stage, s in validated if stage == 1]
+    stage2 = [s for stage, s in validated if stage == 2]
+    assert stage1 and all(s["score_mode"] == "id" for s in stage1)  # provisional: the ID head alone
+    assert choices and stage2 and all({k: s[k] for k in choices[0]} == choices[0] for s in stage2)
+    # the bar stage 2 must beat is stage 1's best model scored under those settings
+    assert len(bars) == 1 and bars[0][0] == pytest.approx(bars[0][1], abs=5.1e-5)

@@ -15,7 +15,7 @@ from recbole_reg4rec.tokenizer.product import train_pq_kmeans
 
 @pytest.fixture
 def tiny(monkeypatch, workdir):
-    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 2.0})
+    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 2.0, "score_mode": "fused"})
     model.eval()
     inter = next(iter(test))[0]
     return model, inter
@@ -123,11 +123,11 @@ def test_reflection_changes_rankings_only_when_on(tiny):
         model.reflection_head.load_state_dict(state)
         return first, second
 
-    off = with_random_reflection_head(reflection_weight=0.0, reflection_threshold=0.0)
+    off = with_random_reflection_head(score_mode="fused", reflection_weight=0.0, reflection_threshold=0.0)
     assert torch.equal(*off)
-    soft = with_random_reflection_head(reflection_weight=1.0)
+    soft = with_random_reflection_head(score_mode="fused", reflection_weight=1.0)
     assert not torch.equal(*soft)
-    hard = with_random_reflection_head(reflection_threshold=0.5)
+    hard = with_random_reflection_head(score_mode="fused", reflection_threshold=0.5)
     assert not torch.equal(*hard)
 
 
@@ -154,8 +154,13 @@ def test_auto_settings_are_provisional_until_chosen(monkeypatch, workdir):
                                                      "reflection_weight": "auto", "reasoning_steps": "auto"})
     assert set(model.auto_inference) == {"score_mode", "item_fusion_weight", "reflection_weight", "reasoning_steps"}
     assert model.item_head_enabled
-    assert model.inference_settings() == {"score_mode": "fused", "item_fusion_weight": 4.0, "reflection_weight": 0.0,
+    # training validates on the ID head alone until the settings are chosen (no reasoning setting favoured)
+    assert model.inference_settings() == {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0,
                                           "reflection_threshold": 0.0, "reasoning_steps": model.n_codebooks}
+    assert model.provisional_inference() == {k: v for k, v in model.inference_settings().items()
+                                             if k in model.auto_inference}
+    explicit, _, _ = build_tiny(monkeypatch, workdir, {"score_mode": "fused", "item_fusion_weight": "auto"})
+    assert explicit.inference_settings()["score_mode"] == "fused" and explicit.item_fusion_weight == 4.0
 
 
 def test_paper_faithful_model_ranks_by_tokens(monkeypatch, workdir):
@@ -191,7 +196,7 @@ def test_wo_mpq_model_orders_tokens_by_crss(monkeypatch, workdir):
 
 def test_wo_steering_changes_only_the_path_ranking(monkeypatch, workdir):
     assert REG4Rec_woSteering.FIXED == {"beam_prior_steering": False}
-    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 2.0})
+    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 2.0, "score_mode": "fused"})
     model.eval()
     inter = next(iter(test))[0]
     assert model.beam_config().fusion_weight == 2.0

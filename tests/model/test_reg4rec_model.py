@@ -18,7 +18,7 @@ from recbole_reg4rec.model.reg4rec import rank_beam_first
 
 @pytest.fixture
 def tiny(monkeypatch, workdir):
-    return build_tiny(monkeypatch, workdir)
+    return build_tiny(monkeypatch, workdir, {"score_mode": "fused"})  # ranked by the reasoning (auto: ID head until chosen)
 
 
 def _ctx(model, data, n=5):
