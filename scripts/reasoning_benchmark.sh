@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# REG4Rec rows of the ml-100k quick benchmark with the current code and defaults (auto inference
+# settings, epoch chosen on the ID head), beside the controls that isolate each part:
+#   * REG4Rec, both stages, and on the same trained models: the ID head alone (score_mode=id), the chosen
+#     setting without the ID-prior steering of the beam (woSteering) and with a plain beam (woCORP);
+#   * trained one-change ablations: woPARS (stage 1 only), woCRSS (fixed order), woMPQ (product-quantized
+#     tokens, CRSS kept), and the paper-faithful model (no ID head).
+# Every REG4Rec cell is also evaluated at L = 1..4 (--steps: L acts at inference only).
+# Cells run one at a time (each in its own process), seed-major per group; rerunning skips finished cells.
+# Baselines (SASRec, GRU4Rec, BERT4Rec, TIGER) are unchanged by our code: copy their cells from
+# results/ml-100k-quick/cells into the output folder before the report to get one table.
+# Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]   (groups: full ablations)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS="${SEEDS:-3}"
+OUT="${OUT:-runs/reasoning-quick}"
+PY="${PYTHON:-.venv/bin/python}"
+COMMON=(--dataset=ml-100k --profile=quick --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
+CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
+
+groups=("$@")
+[ ${#groups[@]} -eq 0 ] && groups=(full ablations)
+for group in "${groups[@]}"; do
+  case "$group" in
+    full) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=REG4Rec --inference="$CONTROLS" ;;
+    ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" \
+        --models='REG4Rec,REG4Rec_woPARS,REG4Rec_woCRSS,REG4Rec_woMPQ,faithful=REG4Rec[item_fusion_weight=0]' \
+        --inference="$CONTROLS" ;;
+    *) echo "unknown group $group (full, ablations)" >&2; exit 2 ;;
+  esac
+done
