@@ -113,8 +113,8 @@ def select_inference_settings(
             if neutral_values is not None and values is not None:
                 gain, se = paired_gain(values, neutral_values)
                 if gain <= MIN_GAIN_STANDARD_ERRORS * se:
-                    logger.info(f"auto inference settings: {candidate} gains {gain:+.4f} over {neutral} on "
-                                f"validation, within noise (standard error {se:.4f}): kept {neutral}")
+                    logger.info(f"auto inference settings: {candidate} gains {gain:+.5f} over {neutral} on "
+                                f"validation, within noise (standard error {se:.5f}): kept {neutral}")
                     continue
             best, best_score = candidate, score
         chosen.update(best)
