@@ -192,6 +192,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
 
     import recbole_reg4rec  # noqa: F401  (compatibility layer + our models)
 
+    from ..compat.checkpoints import load_checkpoint
     from ..run import make_config, prepare_run, seed_everything, start_logging
 
     started_at = _now()
@@ -232,9 +233,12 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
 
     epochs = max(meter.train_epochs, 1)
     best_epoch = None
-    if meter.valid_passes and config["eval_step"] > 0:
-        best_epoch = meter.last_epoch - trainer.cur_step * config["eval_step"]
     checkpoint = getattr(trainer, "saved_model_file", None)
+    if checkpoint and os.path.exists(checkpoint):  # the tested model's epoch, as saved
+        best_epoch = int(load_checkpoint(checkpoint, map_location="cpu")["epoch"])
+    elif meter.valid_passes and config["eval_step"] > 0:
+        # (patience restarts in REG4Rec's stage 2, so this only holds for one-stage training)
+        best_epoch = meter.last_epoch - trainer.cur_step * config["eval_step"]
     if checkpoint and not request.get("keep_checkpoint", False) and os.path.exists(checkpoint):
         os.remove(checkpoint)
         checkpoint = None
