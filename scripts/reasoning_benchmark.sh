@@ -9,7 +9,7 @@
 # Cells run one at a time (each in its own process), seed-major per group; rerunning skips finished cells.
 # Baselines (SASRec, GRU4Rec, BERT4Rec, TIGER) are unchanged by our code: copy their cells from
 # results/ml-100k-quick/cells into the output folder before the report to get one table.
-# Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]   (groups: full ablations mpq report)
+# Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]   (groups: full ablations faithful report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-3}"
@@ -18,19 +18,20 @@ PY="${PYTHON:-.venv/bin/python}"
 COMMON=(--dataset=ml-100k --profile=quick --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 
-ALL='REG4Rec,REG4Rec_woPARS,REG4Rec_woCRSS,REG4Rec_woMPQ,faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec,GRU4Rec,BERT4Rec'
+ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec,GRU4Rec,BERT4Rec'
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(full ablations mpq report)
+[ ${#groups[@]} -eq 0 ] && groups=(full ablations faithful report)
 for group in "${groups[@]}"; do
   case "$group" in
     full) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=REG4Rec --inference="$CONTROLS" ;;
     ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" \
-        --models='REG4Rec,REG4Rec_woPARS,REG4Rec_woCRSS,faithful=REG4Rec[item_fusion_weight=0]' ;;
-    mpq) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models='REG4Rec,REG4Rec_woMPQ' ;;
+        --models='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ' ;;
+    faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' ;;
+    # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
     report)  # one table: the baselines' cells of the committed benchmark (their code did not change)
       for model in TIGER SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick/cells/"$model"-* "$OUT"/cells/; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
-    *) echo "unknown group $group (full, ablations, mpq, report)" >&2; exit 2 ;;
+    *) echo "unknown group $group (full, ablations, faithful, report)" >&2; exit 2 ;;
   esac
 done

@@ -68,6 +68,10 @@ INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
 #: and lost on test (results/inference-ml-100k, "epoch chosen on the ID head"). It also makes
 #: stage 1's validation as cheap as an ID model's. (w = 4 acts when score_mode is set to fused/blend.)
 PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
+#: The generator: what turns an encoded history into token paths (decoder, codebook heads, start
+#: state, reflection head). ``pars_train_scope: generator`` trains only these in stage 2; the encoder
+#: and the item table, which the ID head also reads, keep their stage-1 weights.
+GENERATOR_PARTS = ("decoder", "heads", "codebook_embedding", "bos", "reflection_head")
 
 
 def load_semantic_ids(config, dataset, logger: Optional[logging.Logger] = None) -> SemanticIDs:
@@ -321,6 +325,10 @@ class REG4Rec(SequentialRecommender):
         if mode:
             self._epoch += 1
         return super().train(mode)
+
+    def generator_parameters(self) -> List[nn.Parameter]:
+        """Parameters of :data:`GENERATOR_PARTS` (what stage 2 trains with ``pars_train_scope: generator``)."""
+        return [p for name, p in self.named_parameters() if name.split(".")[0] in GENERATOR_PARTS]
 
     def catalogue(self) -> CatalogueIndex:
         """The inverted index of the current ``codes`` buffer (rebuilt if the buffer changed)."""

@@ -95,6 +95,7 @@ def sweep_command(args: Namespace) -> int:
         if not rows:  # the stage-1 row, once: the weights every variant starts from
             checkpoint = load_checkpoint(stage1, map_location=run_config["device"])
             run.model.load_state_dict(checkpoint["state_dict"])
+            trainer.choose_auto_inference(valid, saved=False)  # the settings every variant's stage 2 validates under
             v, t = metrics_row(trainer, valid), metrics_row(trainer, test)
             rows.append({"seed": args.seed, "variant": "stage-1", "epoch": checkpoint["epoch"], "valid_ndcg@10": v["ndcg@10"],
                          "valid_recall@10": v["recall@10"], "test_ndcg@10": t["ndcg@10"],

@@ -35,6 +35,11 @@ from .per_user_metric import PerUserEvaluator
 from .progress import StageProgressMixin
 
 
+#: ``pars_train_scope``: what stage 2 trains — every parameter, or the generator only (the encoder and the
+#: item table the ID head reads keep their stage-1 weights; :meth:`REG4Rec.generator_parameters`)
+TRAIN_SCOPES = ("all", "generator")
+
+
 class REG4RecTrainer(StageProgressMixin, Trainer):
     """Trainer of REG4Rec and its ablations (found by RecBole's ``get_trainer``)."""
 
@@ -49,6 +54,12 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             AlignmentSettings.from_config(config) if self.pars_enabled else None
         )
         self.stage1_checkpoint = config["stage1_checkpoint"]
+        self.pars_train_scope = config["pars_train_scope"] or "all"
+        if self.pars_train_scope not in TRAIN_SCOPES:
+            raise ValueError(f"pars_train_scope={self.pars_train_scope!r} is unknown: use one of {', '.join(TRAIN_SCOPES)}")
+        if self.pars_enabled and self.pars_train_scope != "all" and not config["single_spec"]:
+            raise ValueError("pars_train_scope: generator is not supported with DDP (every parameter must get a "
+                             "gradient on every process): use pars_train_scope: all, or train on one process")
         self.stage2_end_epoch: Optional[int] = None
         self.reference = None
         self._last_epoch_idx = -1
@@ -67,6 +78,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             self.stage2_end_epoch = int(extra["stage2_end_epoch"])
             self.reference = self._frozen_copy()
             self.reference.load_state_dict(extra["reference_state_dict"])
+            self._limit_training_to_scope(True)
             self.logger.info(set_color("Resuming the alignment stage (stage 2)", "pink"))
 
     # ---- the two stages ---------------------------------------------------------------------
@@ -115,7 +127,10 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             self._future_attached = True
         self._check_auto_needs_validation(valid_data)
         stage1_score = self.best_valid_score
-        super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        try:
+            super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        finally:
+            self._limit_training_to_scope(False)  # the model leaves fit() with every parameter trainable
         if self.best_valid_score != stage1_score:  # stage 2 replaced the model: choose for its weights
             self.choose_auto_inference(valid_data, saved)
         return self.best_valid_score, self.best_valid_result
@@ -219,6 +234,18 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         self.epochs = self.stage2_end_epoch = first_epoch + self.stage2_epochs
         self.cur_step = 0  # patience restarts; best_valid_score is kept, so stage 2 must beat stage 1
         self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=self.pars_learning_rate)
+        self._limit_training_to_scope(True)
+
+    def _limit_training_to_scope(self, on: bool) -> None:
+        """With ``pars_train_scope: generator``, only the generator's parameters get gradients in stage 2
+        (the optimizer keeps every parameter, so checkpoints and resuming are unchanged; parameters
+        without a gradient are not updated, and gradient clipping sees the generator's only)."""
+        if self.pars_train_scope == "all":
+            return
+        model = self._plain_model()
+        trained = {id(p) for p in model.generator_parameters()}
+        for p in model.parameters():
+            p.requires_grad_(not on or id(p) in trained)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._last_epoch_idx = epoch_idx

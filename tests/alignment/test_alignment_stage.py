@@ -193,8 +193,10 @@ def test_stage2_from_a_stage1_checkpoint_tests_stage1_when_stage2_never_wins(mon
     checkpoint = torch.load(first.saved_model_file, weights_only=True)
     checkpoint["best_valid_score"] = float("inf")
     torch.save(checkpoint, first.saved_model_file)
+    # fixed inference settings: with `auto` ones the bar would be rescored under the chosen settings
+    fixed = {"score_mode": "fused", "item_fusion_weight": 2.0, "reflection_weight": 0.0, "reasoning_steps": None}
     model2, train2, test2 = build_tiny(monkeypatch, workdir / "data2", extra={
-        **ALIGN, "stage1_checkpoint": first.saved_model_file, "pars_learning_rate": 0.01,
+        **ALIGN, **fixed, "stage1_checkpoint": first.saved_model_file, "pars_learning_rate": 0.01,
         "checkpoint_dir": str(workdir / "saved2")})  # RecBole names files by the second: keep runs apart
     second = REG4RecTrainer(train2.config, model2)
     second.fit(train2, test2, verbose=False, saved=True)
@@ -282,3 +284,34 @@ def test_alignment_epochs_report_every_statistic_to_the_log_and_tensorboard(monk
     alignment_lines = [line for line in lines if "alignment" in line and "reward_hit_mean=" in line]
     assert len(alignment_lines) == 1 and all(f"{name}=" in alignment_lines[0] for name in expected)
     assert set(expected) <= set(trainer.last_alignment_stats)
+
+
+def test_generator_scope_keeps_the_encoder_and_item_table_of_stage1(monkeypatch, workdir):
+    """pars_train_scope: generator — stage 2 moves the decoder and heads only; what the ID head reads
+    (encoder, item table) keeps its stage-1 weights, and every parameter is trainable again after fit."""
+    model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={
+        **ALIGN, "epochs": 1, "pars_train_scope": "generator", "pars_learning_rate": 0.01})
+    trainer = REG4RecTrainer(train.config, model)
+    generator = {id(p) for p in model.generator_parameters()}
+    names = {name.split(".")[0] for name, p in model.named_parameters() if id(p) in generator}
+    assert names == {"decoder", "heads", "codebook_embedding", "bos", "reflection_head"}
+    after_stage1 = {}
+    original_switch = trainer._switch_to_stage2
+
+    def remember_stage1(first_epoch):
+        after_stage1.update({name: p.detach().clone() for name, p in model.named_parameters()})
+        original_switch(first_epoch)
+
+    monkeypatch.setattr(trainer, "_switch_to_stage2", remember_stage1)
+    trainer.fit(train, None, verbose=False, saved=False)
+    assert trainer.stage == 2 and after_stage1
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, after_stage1[name])}
+    assert changed and all(name.split(".")[0] in names for name in changed)  # only the generator moved
+    assert any(name.startswith("decoder") for name in changed)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_unknown_train_scope_is_refused(monkeypatch, workdir):
+    model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "pars_train_scope": "encoder"})
+    with pytest.raises(ValueError, match="pars_train_scope='encoder' is unknown: use one of all, generator"):
+        REG4RecTrainer(train.config, model)
