@@ -207,9 +207,10 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
     n = len(cells)
     for cell in cells:
         head = f"[{cell.index}/{n}] {cell.spec.label} seed {cell.seed}"
-        if _is_done(store, cell):
+        if _is_done(store, cell, req.report_only):
             record = store.load(cell.cid)
-            log(f"{head}: finished earlier ({record.get('finished_at')}), skipped")
+            other = "" if _is_done(store, cell) else " under other model defaults, reported as recorded"
+            log(f"{head}: finished earlier ({record.get('finished_at')}{other}), skipped")
             skipped.append(cell.cid)
             continue
         if req.report_only:
@@ -241,16 +242,19 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
     return BenchmarkOutcome(ran=ran, skipped=skipped, failed=failed, output=req.output)
 
 
-def _is_done(store: ResultStore, cell: Cell) -> bool:
-    return store.is_done(cell.cid, cell.request["spec_hash"], cell.request.get("defaults_hash"))
+def _is_done(store: ResultStore, cell: Cell, report_only: bool = False) -> bool:
+    """Finished under the current request (and model defaults: a run redoes a cell made under other
+    defaults; ``--report_only``, which runs nothing, reports it as recorded)."""
+    defaults = None if report_only else cell.request.get("defaults_hash")
+    return store.is_done(cell.cid, cell.request["spec_hash"], defaults)
 
 
-def _finished_records(cells: Sequence[Cell], store: ResultStore) -> List[Dict[str, Any]]:
-    return [store.load(c.cid) for c in cells if _is_done(store, c)]
+def _finished_records(cells: Sequence[Cell], store: ResultStore, report_only: bool = False) -> List[Dict[str, Any]]:
+    return [store.load(c.cid) for c in cells if _is_done(store, c, report_only)]
 
 
 def _write_runs(req: BenchmarkRequest, cells: Sequence[Cell], store: ResultStore):
-    runs = runs_frame(_finished_records(cells, store))
+    runs = runs_frame(_finished_records(cells, store, req.report_only))
     write_text_atomic(req.output / "runs.csv", runs.to_csv(index=False))
     return runs
 

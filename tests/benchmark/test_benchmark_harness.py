@@ -37,6 +37,7 @@ from recbole_reg4rec.benchmark.protocol import (
     parse_steps,
     seeds_for,
 )
+from recbole_reg4rec.benchmark import harness
 from recbole_reg4rec.benchmark import request as benchmark_request
 from recbole_reg4rec.benchmark.harness import plan_cells
 from recbole_reg4rec.benchmark.report import plot_steps, runs_frame, summarize, summary_markdown
@@ -252,6 +253,8 @@ def test_changed_model_defaults_are_not_taken_as_finished(workdir, monkeypatch):
     assert reg4rec2.request["spec_hash"] == reg4rec.request["spec_hash"]
     assert not store.is_done(reg4rec2.cid, reg4rec2.request["spec_hash"], reg4rec2.request["defaults_hash"])
     assert store.is_done(sasrec2.cid, sasrec2.request["spec_hash"], sasrec2.request["defaults_hash"])  # built-in
+    # --report_only runs nothing: it reports the cell as recorded, a run would redo it
+    assert not harness._is_done(store, reg4rec2) and harness._is_done(store, reg4rec2, report_only=True)
     store.save(reg4rec.cid, {"status": "ok", "spec_hash": reg4rec.request["spec_hash"]})  # an older record
     assert store.is_done(reg4rec2.cid, reg4rec2.request["spec_hash"], reg4rec2.request["defaults_hash"])
 
