@@ -3,12 +3,13 @@
 # settings, epoch chosen on the ID head), beside the controls that isolate each part:
 #   * REG4Rec, both stages, and on the same trained models: the ID head alone (score_mode=id), the chosen
 #     setting without the ID-prior steering of the beam (woSteering) and with a plain beam (woCORP);
-#   * trained one-change ablations: woPARS (stage 1 only), woCRSS (fixed order), woMPQ (product-quantized
+#   * trained one-change ablations: woCRSS (fixed order), woMPQ (product-quantized
 #     tokens, CRSS kept), and the paper-faithful model (no ID head).
 # Every REG4Rec cell is also evaluated at L = 1..4 (--steps: L acts at inference only).
 # Cells run one at a time (each in its own process), seed-major per group; rerunning skips finished cells.
-# Baselines (SASRec, GRU4Rec, BERT4Rec, TIGER) are unchanged by our code: copy their cells from
-# results/ml-100k-quick/cells into the output folder before the report to get one table.
+# RecBole's baselines (SASRec, GRU4Rec, BERT4Rec) do not run our code: the report copies their cells from
+# the 2026-11-26 benchmark (results/ml-100k-quick-2026-11-26/cells). TIGER runs our code: its cells there were
+# made under older defaults, so it is not in this table (rerun it with --models=TIGER).
 # Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]   (groups: full ablations faithful report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ PY="${PYTHON:-.venv/bin/python}"
 COMMON=(--dataset=ml-100k --profile=quick --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 
-ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec,GRU4Rec,BERT4Rec'
+ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,SASRec,GRU4Rec,BERT4Rec'
 
 groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(full ablations faithful report)
@@ -30,7 +31,10 @@ for group in "${groups[@]}"; do
     faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' ;;
     # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
     report)  # one table: the baselines' cells of the committed benchmark (their code did not change)
-      for model in TIGER SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick/cells/"$model"-* "$OUT"/cells/; done
+      for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
+      # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
+      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],SASRec' --report_only
+      for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
     *) echo "unknown group $group (full, ablations, faithful, report)" >&2; exit 2 ;;
   esac
