@@ -172,10 +172,12 @@ def checkpoint_item_vectors(path: str, dataset) -> np.ndarray:
     files, so the same dataset and filters give the same numbering); tables with extra rows after
     the catalogue (BERT4Rec's mask token) are cut to ``item_num`` rows.
     """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # an unreadable file: say which and why, not a pickle traceback
-        raise TokenizerConfigError(f"mpq_feature_source={path!r}: cannot load it as a checkpoint ({exc}).") from None
+    from ..compat.checkpoints import CorruptCheckpointError, UnsafeCheckpointError, load_checkpoint
+
+    try:  # the project's loader: weights only, one clear line for a corrupt or pickled file
+        checkpoint = load_checkpoint(path, map_location="cpu")
+    except (CorruptCheckpointError, UnsafeCheckpointError) as exc:
+        raise TokenizerConfigError(f"mpq_feature_source={path!r}: {exc}") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
     trained_on = (checkpoint.get("config") or {}).get("dataset") if isinstance(checkpoint, dict) else None
     if trained_on is not None and trained_on != dataset.dataset_name:

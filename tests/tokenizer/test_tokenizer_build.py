@@ -258,6 +258,10 @@ def test_a_trained_models_item_embeddings_as_the_feature_source(toy, workdir):
     refused({"item_embedding.weight": table[:5]}, r"fewer rows than the \d+ items")
     refused({"item_embedding.weight": table}, r"no such checkpoint file.*run_recbole.py --model=SASRec",
             path=workdir / "missing.pth")
+    truncated = workdir / "truncated.pth"
+    truncated.write_bytes(saved.read_bytes()[:100])
+    refused({"item_embedding.weight": table}, r"mpq_feature_source=.*truncated.pth.*truncated or corrupted",
+            path=truncated)
 
 
 def test_non_numeric_float_values_are_named(workdir):
