@@ -85,7 +85,8 @@ def select_inference_settings(
     """
     logger = logger or logging.getLogger()
     auto = set(model.auto_inference if searched is None else searched)
-    start = {**model.provisional_inference(), **{"reflection_weight": 0.0, "reasoning_steps": model.n_codebooks}}
+    secondary = {"reflection_weight": 0.0, "reasoning_steps": model.n_codebooks}  # neutral: no reflection, L = M
+    start = {**model.provisional_inference(), **secondary}
     model.configure_inference(**{key: start[key] for key in auto if key in start})
     chosen: Dict[str, Any] = {}
     trials: List[Tuple[Candidate, float]] = []
@@ -104,8 +105,10 @@ def select_inference_settings(
 
     def best_of(candidates: List[Candidate], neutral: Optional[Candidate] = None) -> None:
         """The best-scoring candidate; with ``neutral``, one that beats it by more than noise."""
-        best, (best_score, _) = (neutral, measure(neutral)) if neutral else (None, (float("-inf"), None))
-        neutral_values = measure(neutral)[1] if neutral else None
+        best, best_score, neutral_values = None, float("-inf"), None
+        if neutral:
+            best = neutral
+            best_score, neutral_values = measure(neutral)
         for candidate in candidates:
             score, values = measure(candidate)
             if score <= best_score:
@@ -126,10 +129,11 @@ def select_inference_settings(
             best_of([{"score_mode": "fused"}, {"score_mode": "blend"}])
     searches = model.score_mode != "id"
     if searches and "reflection_weight" in auto:
-        best_of([{"reflection_weight": w} for w in REFLECTION_WEIGHTS], neutral={"reflection_weight": 0.0})
+        best_of([{"reflection_weight": w} for w in REFLECTION_WEIGHTS],
+                neutral={"reflection_weight": secondary["reflection_weight"]})
     if searches and "reasoning_steps" in auto:
         best_of([{"reasoning_steps": L} for L in range(1, model.n_codebooks + 1)],
-                neutral={"reasoning_steps": model.n_codebooks})
+                neutral={"reasoning_steps": secondary["reasoning_steps"]})
     for key in auto:  # settings the chosen mode does not read keep their provisional value
         chosen.setdefault(key, getattr(model, key))
     return chosen, trials
