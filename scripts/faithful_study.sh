@@ -16,9 +16,10 @@ declare -A VARIANTS=(
   [faithful_D128]="item_fusion_weight=0,pars_enabled=False,codebook_size=128"
   [faithful_D256]="item_fusion_weight=0,pars_enabled=False,codebook_size=256"
   [faithful_M6]="item_fusion_weight=0,pars_enabled=False,n_codebooks=6"
+  [faithful_composed]="item_fusion_weight=0,pars_enabled=False,composed_item_loss_weight=1.0"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(faithful faithful_collab faithful_D128 faithful_D256 faithful_M6)
+[ ${#names[@]} -eq 0 ] && names=(faithful faithful_collab faithful_D128 faithful_D256 faithful_M6 faithful_composed)
 for name in "${names[@]}"; do
   "$PY" reg4rec.py benchmark --dataset=ml-100k --profile=quick --seeds="$SEEDS" --show_progress=False \
     --models="$name=REG4Rec[${VARIANTS[$name]}]" --output="$OUT/$name"

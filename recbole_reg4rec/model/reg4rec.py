@@ -129,6 +129,7 @@ class REG4Rec(SequentialRecommender):
         # the ID head is trained unless item_fusion_weight is 0 (paper-faithful); its inference weight may be auto
         self.item_head_enabled = config["item_fusion_weight"] != 0
         self.item_loss_weight = float(config["item_loss_weight"])
+        self.composed_item_loss_weight = float(config["composed_item_loss_weight"])
         self.reflection_loss_weight = float(config["reflection_loss_weight"])
         # CRSS
         self.crss_enabled = bool(config["crss_enabled"])
@@ -211,6 +212,10 @@ class REG4Rec(SequentialRecommender):
         if self.beam_size < max_k:
             raise ValueError(
                 f"beam_size={self.beam_size} is smaller than the largest topk={max_k}: the beam could not fill the list"
+            )
+        if not float(config["composed_item_loss_weight"]) >= 0:
+            raise ValueError(
+                f"composed_item_loss_weight={config['composed_item_loss_weight']!r} must be a number >= 0 (0 = off)"
             )
         if self.token_temperature <= 0:
             raise ValueError(f"token_temperature must be > 0, got {self.token_temperature}")
@@ -572,7 +577,8 @@ class REG4Rec(SequentialRecommender):
     def calculate_loss(self, interaction) -> torch.Tensor:
         """Token CE over every remaining codebook at every step of a CRSS-ordered teacher-forced
         path, + reflection BCE (target prefixes vs prefixes with one wrong token, decoded in the
-        same pass as a second path), + item-level CE when fusion is on."""
+        same pass as a second path), + item-level CE over token-composed item logits
+        (``composed_item_loss_weight``), + item-level CE of the ID head when fusion is on."""
         ctx = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return self.supervised_loss(ctx, interaction[self.POS_ITEM_ID])
 
@@ -600,11 +606,30 @@ class REG4Rec(SequentialRecommender):
             refl = self.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, 2, M]
             labels = torch.stack([torch.ones_like(neg_labels), neg_labels], dim=1)
             loss = loss + self.reflection_loss_weight * F.binary_cross_entropy_with_logits(refl, labels)
+        if self.composed_item_loss_weight > 0:
+            item_logits = self.composed_item_logits(logits[:, 0])  # [B, N]
+            loss = loss + self.composed_item_loss_weight * F.cross_entropy(item_logits, pos_items)
         if self.item_head_enabled and self.item_loss_weight > 0:
             items = ctx.items if ctx.items is not None else self.item_table()  # the encoder already built it
             item_logits = ctx.last @ items.t()  # [B, N]
             loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
         return loss
+
+    def composed_item_logits(self, start_logits: torch.Tensor) -> torch.Tensor:
+        """Item logits composed from the start state's token logits: ``start_logits [B, M, D]``
+        (every codebook before any token is emitted) -> ``[B, N]``, item ``i`` scored
+        ``sum_r start_logits[r, codes[i, r]]`` (item 0, the padding, -inf).
+
+        A softmax over these is an item-level objective in token space: it asks the first step,
+        which every beam path starts from, to rank whole items, as an ID softmax would, but with
+        items built from shared token weights (no per-item parameter). Up to a per-user constant
+        this is the beam's fallback score (sum of first-step token log-probabilities).
+        """
+        codes_t = self.catalogue().codes_t  # [M, N]
+        scores = start_logits[:, 0].index_select(1, codes_t[0])
+        for r in range(1, self.n_codebooks):
+            scores = scores + start_logits[:, r].index_select(1, codes_t[r])
+        return scores.index_fill(1, torch.zeros(1, dtype=torch.long, device=scores.device), float("-inf"))
 
     # ---- inference ----------------------------------------------------------------------------
     def item_log_prior(self, ctx: EncodedContext) -> Optional[torch.Tensor]:

@@ -130,6 +130,28 @@ def test_training_reduces_the_loss(tiny):
     assert model.calculate_loss(batch).item() < 0.7 * first
 
 
+def test_composed_item_logits_sum_the_start_state_token_logits(tiny):
+    """Item ``i``'s composed logit is the sum over codebooks of the start state's logit of its own
+    token; the padding item is -inf; the loss term trains the decoder's start state."""
+    model, train, _ = tiny
+    model.eval()
+    ctx, inter = _ctx(model, train)
+    empty = torch.zeros(ctx.last.size(0), 1, 0, dtype=torch.long)
+    start = model.token_logits(model.decode(ctx, empty, empty)[:, 0, 0])  # [B, M, D]
+    composed = model.composed_item_logits(start)  # [B, N]
+    assert composed.shape == (ctx.last.size(0), model.n_items) and torch.isneginf(composed[:, 0]).all()
+    for item in (1, 7, model.n_items - 1):
+        expected = sum(start[:, r, model.codes[item, r]] for r in range(model.n_codebooks))
+        torch.testing.assert_close(composed[:, item], expected)
+    plain = model.calculate_loss(inter).item()
+    model.composed_item_loss_weight = 1.0
+    torch.manual_seed(0)
+    loss = model.calculate_loss(inter)
+    assert torch.isfinite(loss) and loss.item() > plain  # a cross-entropy over N items is added
+    loss.backward()
+    assert model.bos.grad is not None and model.bos.grad.abs().sum() > 0
+
+
 def test_full_sort_predict_ranks_every_item(tiny):
     model, _, test = tiny
     model.eval()
@@ -217,7 +239,8 @@ def test_one_codebook_logits_equal_the_full_heads(tiny):
 
 @pytest.mark.parametrize(
     "extra, match",
-    [({"reasoning_steps": 4}, "reasoning_steps"), ({"beam_size": 3}, "beam_size"), ({"crss_confidence": "vibes"}, "crss_confidence")],
+    [({"reasoning_steps": 4}, "reasoning_steps"), ({"beam_size": 3}, "beam_size"), ({"crss_confidence": "vibes"}, "crss_confidence"),
+     ({"composed_item_loss_weight": -1.0}, "composed_item_loss_weight=-1.0 must be a number >= 0")],
 )
 def test_bad_settings_fail_before_training(monkeypatch, workdir, extra, match):
     with pytest.raises(ValueError, match=match):
