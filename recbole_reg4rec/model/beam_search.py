@@ -60,10 +60,11 @@ class BeamConfig:
 
     The model builds it from its config (``REG4Rec.beam_config()``); the defaults serve direct
     callers. Those with a config key are read from REG4Rec.yaml; those whose key defaults to
-    ``auto`` there (chosen on validation) default to off, and ``reasoning_steps`` to 3.
+    ``auto`` there (chosen on validation) default to off, ``reasoning_steps`` to 3 and
+    ``beam_size`` to the widest width its ``auto`` tries.
     """
 
-    beam_size: int = _REG4REC["beam_size"]
+    beam_size: int = 50  # the widest width beam_size: auto tries (REG4Rec.yaml's default)
     reasoning_steps: int = 3
     branch: int = _REG4REC["crss_beam_branch"]
     confidence: str = _REG4REC["crss_confidence"]

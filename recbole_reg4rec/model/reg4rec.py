@@ -58,7 +58,9 @@ AUTO = "auto"
 #: ``id``     the item-ID head alone (``item_log_prior``), no reasoning.
 SCORE_MODES = ("fused", "blend", "tokens", "id")
 #: Settings that act at inference only (one trained model serves every value).
-INFERENCE_KEYS = ("score_mode", "item_fusion_weight", "reflection_weight", "reflection_threshold", "reasoning_steps")
+INFERENCE_KEYS = (
+    "score_mode", "item_fusion_weight", "reflection_weight", "reflection_threshold", "reasoning_steps", "beam_size"
+)
 #: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
 #: them too, so a trained model can be ranked without CORP or without the prior steering (controls).
 INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
@@ -68,6 +70,9 @@ INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
 #: and lost on test (results/inference-ml-100k, "epoch chosen on the ID head"). It also makes
 #: stage 1's validation as cheap as an ID model's. (w = 4 acts when score_mode is set to fused/blend.)
 PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
+#: Beam widths ``beam_size: auto`` chooses from (with the largest topk; never above the catalogue):
+#: the widest until chosen, then the narrowest that ranks validation no worse than the widest.
+BEAM_SIZES = (20, 30, 50)
 #: The generator: what turns an encoded history into token paths (decoder, codebook heads, start
 #: state, reflection head). ``pars_train_scope: generator`` trains only these in stage 2; the encoder
 #: and the item table, which the ID head also reads, keep their stage-1 weights.
@@ -139,7 +144,7 @@ class REG4Rec(SequentialRecommender):
         self.crss_beam_branch = int(config["crss_beam_branch"])
         # inference
         self.corp_enabled = bool(config["corp_enabled"])
-        self.beam_size = int(config["beam_size"])
+        self.max_topk = self._largest_topk(config)
         self.beam_pool_factor = int(config["beam_pool_factor"])
         self.beam_merge = bool(config["beam_merge"])
         self.beam_chunk_users = config["beam_chunk_users"]  # upper bound (None = budget only)
@@ -207,27 +212,53 @@ class REG4Rec(SequentialRecommender):
             raise ValueError(f"reasoning_steps={steps} must be between 1 and the number of codebooks M={m}")
         if self.crss_confidence not in CONFIDENCES:
             raise ValueError(f"crss_confidence must be one of {CONFIDENCES}, got {self.crss_confidence!r}")
-        topk = config["topk"]
-        max_k = max(topk) if isinstance(topk, (list, tuple)) else int(topk or 0)
-        if self.beam_size < max_k:
-            raise ValueError(
-                f"beam_size={self.beam_size} is smaller than the largest topk={max_k}: the beam could not fill the list"
-            )
         if not float(config["composed_item_loss_weight"]) >= 0:
             raise ValueError(
                 f"composed_item_loss_weight={config['composed_item_loss_weight']!r} must be a number >= 0 (0 = off)"
             )
         if self.token_temperature <= 0:
             raise ValueError(f"token_temperature must be > 0, got {self.token_temperature}")
-        if self.beam_size > self.n_items - 1:
+        beam_size = config["beam_size"]
+        if beam_size != AUTO:
+            self._check_beam_size(beam_size)
+        elif self.max_topk > self.n_items - 1:
             raise ValueError(
-                f"beam_size={self.beam_size} is larger than the catalogue ({self.n_items - 1} items): "
-                f"set beam_size to at most {self.n_items - 1}."
+                f"the largest topk={self.max_topk} is larger than the catalogue ({self.n_items - 1} items): "
+                f"lower topk."
             )
         if self.beam_chunk_users is not None and int(self.beam_chunk_users) < 1:
             raise ValueError(f"beam_chunk_users={self.beam_chunk_users} must be >= 1 (or ~ for no upper bound).")
-        beam = BeamConfig(beam_size=self.beam_size, pool_factor=self.beam_pool_factor)
+        widest = self.widest_beam() if beam_size == AUTO else int(beam_size)
+        beam = BeamConfig(beam_size=widest, pool_factor=self.beam_pool_factor)
         plan_chunks(self.beam_memory_mb, self.n_items, m, max(sids.codebook_sizes), beam)  # one user must fit
+
+    @staticmethod
+    def _largest_topk(config) -> int:
+        topk = config["topk"]
+        return max(topk) if isinstance(topk, (list, tuple)) else int(topk or 0)
+
+    def _check_beam_size(self, beam_size) -> None:
+        """A beam must fill the longest top-k list and cannot hold more items than the catalogue."""
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int):
+            raise ValueError(f"beam_size={beam_size!r} must be an integer (paths per user and step) or 'auto'")
+        if beam_size < self.max_topk:
+            raise ValueError(
+                f"beam_size={beam_size} is smaller than the largest topk={self.max_topk}: the beam could not fill the list"
+            )
+        if beam_size > self.n_items - 1:
+            raise ValueError(
+                f"beam_size={beam_size} is larger than the catalogue ({self.n_items - 1} items): "
+                f"set beam_size to at most {self.n_items - 1}."
+            )
+
+    def widest_beam(self) -> int:
+        """The widest beam ``beam_size: auto`` tries (its value until chosen)."""
+        return max(self.max_topk, min(BEAM_SIZES[-1], self.n_items - 1))
+
+    def beam_sizes(self) -> List[int]:
+        """The beam widths ``beam_size: auto`` chooses from, narrowest first (see :data:`BEAM_SIZES`)."""
+        widest = self.widest_beam()
+        return sorted({size for size in (self.max_topk, *BEAM_SIZES) if self.max_topk <= size <= widest})
 
     def _check_auto_has_validation(self, config) -> None:
         """``auto`` settings are chosen on the validation split: refuse them when there is none."""
@@ -252,7 +283,7 @@ class REG4Rec(SequentialRecommender):
 
     def provisional_inference(self) -> Dict[str, Any]:
         """Values of the ``auto`` settings until they are chosen (:data:`PROVISIONAL`, L = M)."""
-        provisional = {**PROVISIONAL, "reasoning_steps": self.n_codebooks}
+        provisional = {**PROVISIONAL, "reasoning_steps": self.n_codebooks, "beam_size": self.widest_beam()}
         return {key: provisional[key] for key in self.auto_inference}
 
     def configure_inference(self, **settings) -> Dict[str, Any]:
@@ -293,6 +324,7 @@ class REG4Rec(SequentialRecommender):
         steps = new["reasoning_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.n_codebooks:
             raise ValueError(f"reasoning_steps={steps!r} must be an integer between 1 and M={self.n_codebooks}")
+        self._check_beam_size(new["beam_size"])
         previous = {key: getattr(self, key, None) for key in settings}
         for key in INFERENCE_SWITCHES:
             if key in settings:
@@ -302,6 +334,7 @@ class REG4Rec(SequentialRecommender):
         self.reflection_weight = float(new["reflection_weight"])
         self.reflection_threshold = float(threshold)
         self.reasoning_steps = int(steps)
+        self.beam_size = int(new["beam_size"])
         return previous
 
     def other_parameter(self) -> Dict[str, Any]:

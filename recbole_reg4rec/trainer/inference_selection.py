@@ -1,7 +1,7 @@
 """Choosing REG4Rec's ``auto`` inference settings on the validation split, after training.
 
 The settings that act at inference only and depend on the dataset — the score mode, the weight
-w of the item-ID head, the reflection weight and the reasoning steps L — cost no training to
+w of the item-ID head, the reflection weight, the reasoning steps L and the beam width — cost no training to
 change, so the trained (best) model is evaluated on the validation split under a small grid and
 the best validation score (``valid_metric``) wins. The grid is searched one group at a time:
 
@@ -9,7 +9,11 @@ the best validation score (``valid_metric``) wins. The grid is searched one grou
    ``tokens``; then ``blend`` at the chosen w when ``fused`` won — so the choice is never below
    the ID head alone on validation;
 2. the reflection weight of :data:`REFLECTION_WEIGHTS` (not for ``id``, which runs no search);
-3. L = 1..M (not for ``id``).
+3. L = 1..M (not for ``id``);
+4. the beam width (not for ``id``): a cost, not a quality knob. Evaluation time grows about
+   linearly with it, so the narrowest width of :meth:`REG4Rec.beam_sizes` whose per-user
+   validation values are on average not below the widest's (the width groups 1-3 were chosen
+   at) is kept; any loss, however small, keeps the wider beam.
 
 Groups 2 and 3 are secondary knobs with a neutral value (no reflection, L = M): one leaves it only
 when its validation gain over the neutral value exceeds :data:`MIN_GAIN_STANDARD_ERRORS` standard
@@ -19,7 +23,7 @@ reflection 0.5 / L = 1 for +0.0005 on validation and cost about 0.002 on test
 (results/inference-ml-100k). ``evaluate`` returning a float instead of per-user values keeps the
 plain best score.
 
-About 20 validation passes on a model with M = 4 (a few seconds each on ml-100k on a CPU).
+About 23 validation passes on a model with M = 4 (a few seconds each on ml-100k on a CPU).
 
 Only the settings set to ``auto`` are searched; the search starts from their provisional values
 (:meth:`REG4Rec.provisional_inference`) whatever the model holds; the others keep their configured
@@ -123,6 +127,23 @@ def select_inference_settings(
         chosen.update(best)
         model.configure_inference(**chosen)
 
+    def narrowest_no_worse(candidates: List[Candidate]) -> None:
+        """Of candidates ordered cheapest first, the first whose validation score is not below
+        the last's (the widest, the one every knob above was chosen at)."""
+        widest_score, widest_values = measure(candidates[-1])
+        for candidate in candidates[:-1]:
+            score, values = measure(candidate)
+            gain = paired_gain(values, widest_values)[0] if values is not None and widest_values is not None \
+                else score - widest_score
+            if gain >= 0:
+                logger.info(f"auto inference settings: {candidate} ranks validation no worse than {candidates[-1]} "
+                            f"({gain:+.5f}): the cheaper one is kept")
+                chosen.update(candidate)
+                break
+        else:
+            chosen.update(candidates[-1])
+        model.configure_inference(**chosen)
+
     if auto & {"score_mode", "item_fusion_weight"}:
         best_of(score_candidates(model, auto))
         if "score_mode" in auto and chosen.get("score_mode") == "fused":
@@ -134,6 +155,8 @@ def select_inference_settings(
     if searches and "reasoning_steps" in auto:
         best_of([{"reasoning_steps": L} for L in range(1, model.n_codebooks + 1)],
                 neutral={"reasoning_steps": secondary["reasoning_steps"]})
+    if searches and "beam_size" in auto:
+        narrowest_no_worse([{"beam_size": size} for size in model.beam_sizes()])
     for key in auto:  # settings the chosen mode does not read keep their provisional value
         chosen.setdefault(key, getattr(model, key))
     return chosen, trials

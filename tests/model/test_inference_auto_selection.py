@@ -153,6 +153,33 @@ def test_secondary_knobs_leave_their_neutral_value_only_beyond_noise(monkeypatch
     assert chosen["reflection_weight"] == 1.0
 
 
+def test_beam_width_is_the_narrowest_that_ranks_validation_no_worse(monkeypatch, workdir):
+    """``beam_size: auto`` starts at the widest width (the other knobs are chosen there) and keeps
+    the narrowest width whose per-user validation values are on average not below the widest's."""
+    model, _, _ = build_tiny(monkeypatch, workdir, {**AUTO, "beam_size": "auto"}, n_items=60)
+    assert model.beam_sizes() == [5, 20, 30, 50] and model.beam_size == 50  # topk [5]; widest until chosen
+    base = np.random.default_rng(1).random(300)
+    loss = {}
+    widths = []
+
+    def evaluate():
+        if model.score_mode != "id":
+            widths.append(model.beam_size)
+        return base - loss.get(model.beam_size, 0.0) + 0.1 * (model.score_mode == "fused")
+
+    loss.update({5: 0.01, 20: 0.0, 30: 0.0})  # 20 and 30 rank as 50 does, 5 loses
+    chosen, _ = select_inference_settings(model, evaluate)
+    assert chosen["beam_size"] == 20 and model.beam_size == 20
+    assert set(widths[:-3]) == {50}  # score mode, w, reflection, L: all chosen at the widest beam
+    loss.update({20: 1e-4, 30: 1e-4})  # any loss, however small, keeps the wider beam
+    assert select_inference_settings(model, evaluate)[0]["beam_size"] == 50
+    # the ID head alone runs no search: the width is not searched and stays the widest
+    chosen, _ = select_inference_settings(model, lambda: base + 0.1 * (model.score_mode == "id"))
+    assert chosen["score_mode"] == "id" and chosen["beam_size"] == 50
+    with pytest.raises(ValueError, match=f"beam_size={model.n_items} is larger than the catalogue"):
+        model.configure_inference(beam_size=model.n_items)
+
+
 def test_the_search_starts_from_the_provisional_settings(monkeypatch, workdir):
     """Whatever the model holds (e.g. settings chosen earlier), the search is the same."""
     model, _, _ = build_tiny(monkeypatch, workdir, AUTO)

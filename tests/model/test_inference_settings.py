@@ -48,7 +48,9 @@ def test_configure_inference_applies_and_restores(tiny):
         ({"reflection_weight": -0.5}, "reflection_weight=-0.5 must be a number >= 0"),
         ({"reflection_threshold": 1.5}, "reflection_threshold=1.5 must lie in"),
         ({"reasoning_steps": 9}, "reasoning_steps=9 must be an integer between 1 and M=3"),
-        ({"beam_size": 3}, "unknown inference setting"),
+        ({"beam_size": 3}, "beam_size=3 is smaller than the largest topk=5"),
+        ({"beam_size": "wide"}, "beam_size='wide' must be an integer"),
+        ({"beam_width": 30}, "unknown inference setting"),
     ],
 )
 def test_bad_inference_settings_are_refused_and_change_nothing(tiny, settings, match):
@@ -156,7 +158,8 @@ def test_auto_settings_are_provisional_until_chosen(monkeypatch, workdir):
     assert model.item_head_enabled
     # training validates on the ID head alone until the settings are chosen (no reasoning setting favoured)
     assert model.inference_settings() == {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0,
-                                          "reflection_threshold": 0.0, "reasoning_steps": model.n_codebooks}
+                                          "reflection_threshold": 0.0, "reasoning_steps": model.n_codebooks,
+                                          "beam_size": 10}  # configured (tests/tiny_models.py), not auto
     assert model.provisional_inference() == {k: v for k, v in model.inference_settings().items()
                                              if k in model.auto_inference}
     explicit, _, _ = build_tiny(monkeypatch, workdir, {"score_mode": "fused", "item_fusion_weight": "auto"})
