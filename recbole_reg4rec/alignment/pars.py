@@ -18,6 +18,7 @@ loss can be tested on its own.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -45,6 +46,8 @@ class AlignmentSettings:
     msra_horizon: int
     msra_gamma: float
     inner_steps: int = 1
+    sft_dropout: bool = False
+    policy_weight: float = 1.0
 
     @classmethod
     def from_config(cls, config) -> "AlignmentSettings":
@@ -77,8 +80,10 @@ class AlignmentSettings:
             msra_horizon=horizon,
             msra_gamma=gamma,
             inner_steps=inner_steps,
+            sft_dropout=bool(config["pars_sft_dropout"]) if "pars_sft_dropout" in config else False,
+            policy_weight=float(config["pars_policy_weight"]) if "pars_policy_weight" in config else 1.0,
         )
-        for key in ("clip_eps", "kl_weight", "sft_weight", "reflection_weight"):
+        for key in ("clip_eps", "kl_weight", "sft_weight", "reflection_weight", "policy_weight"):
             if getattr(settings, key) < 0:
                 raise ValueError(f"pars_{key} = {getattr(settings, key)} must be >= 0.")
         if settings.token_temperature <= 0:
@@ -144,7 +149,7 @@ def batch_loss(model, batch: RolloutBatch, settings: AlignmentSettings) -> Dict[
     mask = torch.ones_like(logp_new, dtype=torch.bool)
     surrogate = clipped_surrogate(logp_new, rollouts.logp, batch.advantages, mask, settings.clip_eps)
     kl = kl_to_reference(logp_new, batch.logp_ref, mask)
-    loss = -surrogate["objective"] + settings.kl_weight * kl
+    loss = -settings.policy_weight * surrogate["objective"] + settings.kl_weight * kl
 
     # the reflection head learns the truth of on-policy prefixes (self-reflection signal)
     labels = prefix_consistency(emitted_matches(rollouts.codebooks, rollouts.tokens, target.unsqueeze(1)))
@@ -152,7 +157,12 @@ def batch_loss(model, batch: RolloutBatch, settings: AlignmentSettings) -> Dict[
     if settings.reflection_weight > 0:
         loss = loss + settings.reflection_weight * reflection_bce
     if settings.sft_weight > 0:
-        loss = loss + settings.sft_weight * model.supervised_loss(ctx, batch.target_items)
+        if settings.sft_dropout:  # as in stage 1: its own encoder pass with dropout on
+            with dropout_on(model):
+                sft = model.supervised_loss(model.encode(batch.item_seq, batch.item_seq_len), batch.target_items)
+        else:  # on the policy's (dropout-free) encoding
+            sft = model.supervised_loss(ctx, batch.target_items)
+        loss = loss + settings.sft_weight * sft
 
     stats = {name: value.detach() for name, value in batch.rewards.items()}
     stats.update(
@@ -163,6 +173,24 @@ def batch_loss(model, batch: RolloutBatch, settings: AlignmentSettings) -> Dict[
         reflection_bce=reflection_bce.detach(),
     )
     return {"loss": loss, **stats}
+
+
+@contextlib.contextmanager
+def dropout_on(model):
+    """Dropout (and every other train-mode behaviour) on inside the block, off again after it.
+
+    Sets the modules' flags directly: ``model.train()`` is not called, because the trainer keeps
+    the policy in eval mode through the alignment epoch and REG4Rec counts its ``train()`` calls
+    as supervised epochs (the CRSS warm-up)."""
+    modules = list(model.modules())
+    before = [m.training for m in modules]
+    for m in modules:
+        m.training = True
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, before):
+            m.training = mode
 
 
 def alignment_loss(model, reference, interaction, settings: AlignmentSettings) -> Dict[str, torch.Tensor]:

@@ -108,3 +108,41 @@ def test_inner_steps_below_one_are_refused(monkeypatch, workdir):
     model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "pars_inner_steps": 0})
     with pytest.raises(ValueError, match="pars_inner_steps = 0 must be >= 1"):
         REG4RecTrainer(train.config, model)
+
+
+
+def test_supervised_term_with_dropout_runs_in_train_mode_and_restores_eval_mode(monkeypatch, workdir):
+    """``pars_sft_dropout``: the kept supervised loss sees dropout (its value changes with the
+    dropout draws, unlike the dropout-free policy pass) and the model leaves it in eval mode, its
+    epoch count (the CRSS warm-up) unchanged."""
+    model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "hidden_dropout_prob": 0.3})
+    model.eval()
+    inter = next(iter(train))
+    torch.manual_seed(3)
+    batch = sample_batch(model, copy.deepcopy(model), inter, _settings())
+    epoch = model._epoch
+
+    def loss(flag: bool, seed: int) -> float:
+        torch.manual_seed(seed)  # the same CRSS training orders at the same seed
+        with torch.no_grad():
+            return float(batch_loss(model, batch, _settings(sft_weight=1.0, kl_weight=0.0, sft_dropout=flag))["loss"])
+
+    assert loss(False, 5) == loss(False, 5) and loss(True, 5) == loss(True, 5)  # seeded: reproducible
+    assert loss(True, 5) != loss(False, 5)  # dropout acts on the supervised term
+    assert not any(m.training for m in model.modules()) and model._epoch == epoch
+
+
+def test_policy_weight_zero_leaves_only_the_other_terms(tiny):
+    """``pars_policy_weight: 0`` (with KL and reflection off) drops the GRPO objective: what remains
+    is the supervised term alone, the control that isolates what the policy gradient adds."""
+    model, inter = tiny
+    torch.manual_seed(4)
+    batch = sample_batch(model, copy.deepcopy(model), inter, _settings())
+    with torch.no_grad():
+        batch_loss(model, batch, _settings())  # the first update fixes the batch's advantages
+        assert batch_loss(model, batch, _settings(policy_weight=0.0, kl_weight=0.0))["loss"].item() == 0.0
+        torch.manual_seed(8)
+        sft_only = batch_loss(model, batch, _settings(policy_weight=0.0, kl_weight=0.0, sft_weight=1.0))["loss"].item()
+        torch.manual_seed(8)  # the same CRSS training orders
+        assert sft_only == pytest.approx(model.calculate_loss(inter).item(), rel=1e-5)
+        assert batch_loss(model, batch, _settings(kl_weight=0.0))["loss"].item() != 0.0
