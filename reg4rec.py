@@ -286,6 +286,7 @@ torch thread, medians over rounds): REG4Rec's decoder steps / candidate bookkeep
 evaluation, and encoder / order planning / decoder passes / backward in a training batch, beside SASRec.
 
     python reg4rec.py scale-breakdown --items 2000 --rounds 5
+    python reg4rec.py scale-breakdown --items 2000 --set beam_size=30     # a narrower beam
 """
 
 
@@ -296,6 +297,8 @@ def _add_scale_breakdown(sub) -> None:
     p.add_argument("--eval_users", type=int, default=500, help="test users scored over all items")
     p.add_argument("--rounds", type=int, default=5, help="evaluation rounds (median)")
     p.add_argument("--batches", type=int, default=10, help="training batches (median)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="REG4Rec config overrides, e.g. beam_size=30 (SASRec keeps its defaults)")
 
 
 INFERENCE_STUDY_HELP = """\

@@ -122,16 +122,20 @@ def breakdown_command(args) -> int:
     import torch
 
     import recbole_reg4rec  # noqa: F401  (registry + compat layer)
+    from ..run import parse_overrides
     from .scale import build, write_dataset
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         name = f"scale{args.items}"
         write_dataset(Path(tmp), name, args.items, args.users, 30, seed=0)
-        sasrec, reg = (build(m, Path(tmp), name, 2020, args.eval_users, {}) for m in ("SASRec", "REG4Rec"))
+        extra = parse_overrides("--" + s for s in getattr(args, "set", []))
+        sasrec = build("SASRec", Path(tmp), name, 2020, args.eval_users, {})
+        reg = build("REG4Rec", Path(tmp), name, 2020, args.eval_users, extra)
         evaluation = eval_breakdown(sasrec, reg, args.rounds)
         training = train_breakdown(sasrec, reg, args.batches)
-    print(f"N = {args.items:,} items, {args.eval_users} test users, CPU seconds (1 thread), medians")
+    settings = f", REG4Rec with {extra}" if extra else ""
+    print(f"N = {args.items:,} items, {args.eval_users} test users, CPU seconds (1 thread), medians{settings}")
     for title, parts in (("evaluation", evaluation), ("training batch", training)):
         print(f"\n{title}:")
         for key, value in parts.items():

@@ -9,9 +9,10 @@ from recbole_reg4rec.benchmark.scale_breakdown import breakdown_command
 
 
 def test_breakdown_times_every_part_of_evaluation_and_training(workdir, capsys):
-    args = Namespace(items=150, users=60, eval_users=10, rounds=1, batches=1, verbose=False)
+    args = Namespace(items=150, users=60, eval_users=10, rounds=1, batches=1, verbose=False, set=["beam_size=20"])
     assert breakdown_command(args) == 0
     out = capsys.readouterr().out
+    assert "REG4Rec with {'beam_size': 20}" in out  # the REG4Rec override is parsed and reported
     times = {label.strip(): float(value) for label, value in re.findall(r"^  (.+?)\s+(\d+\.\d+)$", out, re.M)}
     for part in ("SASRec total", "REG4Rec total", "REG4Rec encoder", "REG4Rec order planning", "candidate bookkeeping"):
         assert part in times, (part, out)
