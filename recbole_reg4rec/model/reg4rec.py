@@ -134,7 +134,7 @@ class REG4Rec(SequentialRecommender):
         # the ID head is trained unless item_fusion_weight is 0 (paper-faithful); its inference weight may be auto
         self.item_head_enabled = config["item_fusion_weight"] != 0
         self.item_loss_weight = float(config["item_loss_weight"])
-        self.composed_item_loss_weight = float(config["composed_item_loss_weight"])
+        self.composed_item_loss_weight = config["composed_item_loss_weight"]  # a float >= 0, checked below
         self.reflection_loss_weight = float(config["reflection_loss_weight"])
         # CRSS
         self.crss_enabled = bool(config["crss_enabled"])
@@ -212,10 +212,10 @@ class REG4Rec(SequentialRecommender):
             raise ValueError(f"reasoning_steps={steps} must be between 1 and the number of codebooks M={m}")
         if self.crss_confidence not in CONFIDENCES:
             raise ValueError(f"crss_confidence must be one of {CONFIDENCES}, got {self.crss_confidence!r}")
-        if not float(config["composed_item_loss_weight"]) >= 0:
-            raise ValueError(
-                f"composed_item_loss_weight={config['composed_item_loss_weight']!r} must be a number >= 0 (0 = off)"
-            )
+        weight = self.composed_item_loss_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ValueError(f"composed_item_loss_weight={weight!r} must be a number >= 0 (0 = off)")
+        self.composed_item_loss_weight = float(weight)
         if self.token_temperature <= 0:
             raise ValueError(f"token_temperature must be > 0, got {self.token_temperature}")
         beam_size = config["beam_size"]

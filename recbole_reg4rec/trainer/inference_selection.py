@@ -1,9 +1,9 @@
 """Choosing REG4Rec's ``auto`` inference settings on the validation split, after training.
 
 The settings that act at inference only and depend on the dataset — the score mode, the weight
-w of the item-ID head, the reflection weight, the reasoning steps L and the beam width — cost no training to
-change, so the trained (best) model is evaluated on the validation split under a small grid and
-the best validation score (``valid_metric``) wins. The grid is searched one group at a time:
+w of the item-ID head, the reflection weight, the reasoning steps L and the beam width — cost no
+training to change, so the trained (best) model is evaluated on the validation split under a small
+grid and the best validation score (``valid_metric``) wins. The grid is searched one group at a time:
 
 1. score mode and w: ``id`` (the ID head alone), ``fused`` at each w of :data:`FUSION_WEIGHTS`,
    ``tokens``; then ``blend`` at the chosen w when ``fused`` won — so the choice is never below
