@@ -8,9 +8,9 @@
 # Every REG4Rec cell is also evaluated at L = 1..4 (--steps: L acts at inference only).
 # Cells run one at a time (each in its own process), seed-major per group; rerunning skips finished cells.
 # RecBole's baselines (SASRec, GRU4Rec, BERT4Rec) do not run our code: the report copies their cells from
-# the 2026-11-26 benchmark (results/ml-100k-quick-2026-11-26/cells). TIGER runs our code: its cells there were
-# made under older defaults, so it is not in this table (rerun it with --models=TIGER).
-# Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]   (groups: full ablations faithful report)
+# the 2026-11-26 benchmark (results/ml-100k-quick-2026-11-26/cells). TIGER runs our code (group tiger).
+# Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]
+#         (groups: full ablations faithful tiger report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-3}"
@@ -19,23 +19,24 @@ PY="${PYTHON:-.venv/bin/python}"
 COMMON=(--dataset=ml-100k --profile=quick --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 
-ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,SASRec,GRU4Rec,BERT4Rec'
+ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(full ablations faithful report)
+[ ${#groups[@]} -eq 0 ] && groups=(full ablations faithful tiger report)
 for group in "${groups[@]}"; do
   case "$group" in
     full) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=REG4Rec --inference="$CONTROLS" ;;
     ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" \
         --models='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ' ;;
     faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' ;;
+    tiger) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=TIGER ;;
     # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
     report)  # one table: the baselines' cells of the committed benchmark (their code did not change)
       for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
       # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
-      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],SASRec' --report_only
+      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec' --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
-    *) echo "unknown group $group (full, ablations, faithful, report)" >&2; exit 2 ;;
+    *) echo "unknown group $group (full, ablations, faithful, tiger, report)" >&2; exit 2 ;;
   esac
 done
