@@ -61,6 +61,9 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             raise ValueError("pars_train_scope: generator is not supported with DDP (every parameter must get a "
                              "gradient on every process): use pars_train_scope: all, or train on one process")
         self.stage2_end_epoch: Optional[int] = None
+        #: stage 1's best validation score under the chosen settings (the bar stage 2 must beat); kept in
+        #: stage-2 checkpoints, so a resumed run still knows whether stage 2 replaced the model
+        self.stage1_score: Optional[float] = None
         self.reference = None
         self._last_epoch_idx = -1
         self._future_attached = False
@@ -70,6 +73,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         state = {"stage": self.stage, "stage2_end_epoch": self.stage2_end_epoch}
         if self.stage == 2:
             state["reference_state_dict"] = self.reference.state_dict()
+            state["stage1_score"] = None if self.stage1_score is None else float(self.stage1_score)  # weights-only safe
         return state
 
     def restore_extra_checkpoint_state(self, extra: Dict) -> None:
@@ -78,6 +82,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             self.stage2_end_epoch = int(extra["stage2_end_epoch"])
             self.reference = self._frozen_copy()
             self.reference.load_state_dict(extra["reference_state_dict"])
+            self.stage1_score = extra.get("stage1_score")  # None in checkpoints of older versions
             self._limit_training_to_scope(True)
             self.logger.info(set_color("Resuming the alignment stage (stage 2)", "pink"))
 
@@ -126,12 +131,13 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             attach_future_items(train_data._dataset, self.pars_settings.msra_horizon)
             self._future_attached = True
         self._check_auto_needs_validation(valid_data)
-        stage1_score = self.best_valid_score
+        if self.stage1_score is None:
+            self.stage1_score = self.best_valid_score
         try:
             super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         finally:
             self._limit_training_to_scope(False)  # the model leaves fit() with every parameter trainable
-        if self.best_valid_score != stage1_score:  # stage 2 replaced the model: choose for its weights
+        if self.best_valid_score != self.stage1_score:  # stage 2 replaced the model: choose for its weights
             self.choose_auto_inference(valid_data, saved)
         return self.best_valid_score, self.best_valid_result
 
@@ -233,6 +239,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         self.start_epoch = first_epoch
         self.epochs = self.stage2_end_epoch = first_epoch + self.stage2_epochs
         self.cur_step = 0  # patience restarts; best_valid_score is kept, so stage 2 must beat stage 1
+        self.stage1_score = self.best_valid_score
         self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=self.pars_learning_rate)
         self._limit_training_to_scope(True)
 
