@@ -656,13 +656,20 @@ class REG4Rec(SequentialRecommender):
         A softmax over these is an item-level objective in token space: it asks the first step,
         which every beam path starts from, to rank whole items, as an ID softmax would, but with
         items built from shared token weights (no per-item parameter). Up to a per-user constant
-        this is the beam's fallback score (sum of first-step token log-probabilities).
+        this is the beam's fallback score (:meth:`item_token_sums` of the first-step log-probabilities).
         """
-        codes_t = self.catalogue().codes_t  # [M, N]
-        scores = start_logits[:, 0].index_select(1, codes_t[0])
-        for r in range(1, self.n_codebooks):
-            scores = scores + start_logits[:, r].index_select(1, codes_t[r])
+        scores = self.item_token_sums(start_logits)
         return scores.index_fill(1, torch.zeros(1, dtype=torch.long, device=scores.device), float("-inf"))
+
+    def item_token_sums(self, token_scores: torch.Tensor) -> torch.Tensor:
+        """Per-token scores of every codebook summed over each item's tokens: ``token_scores [B, M, D]``
+        -> ``[B, N]``, item ``i`` getting ``sum_r token_scores[:, r, codes[i, r]]`` (summed in place:
+        one ``[B, N]`` tensor, whatever M)."""
+        codes_t = self.catalogue().codes_t  # [M, N]
+        scores = token_scores[:, 0].index_select(1, codes_t[0])
+        for r in range(1, self.n_codebooks):
+            scores += token_scores[:, r].index_select(1, codes_t[r])
+        return scores
 
     # ---- inference ----------------------------------------------------------------------------
     def item_log_prior(self, ctx: EncodedContext) -> Optional[torch.Tensor]:
@@ -737,10 +744,7 @@ class REG4Rec(SequentialRecommender):
         result = corp_beam_search(step, index, b, cfg, prior)
         first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
                         torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
-        fallback = first[:, 0, 0].index_select(1, index.codes_t[0])  # [B, N], summed in place
-        for r in range(1, self.n_codebooks):
-            fallback += first[:, 0, r].index_select(1, index.codes_t[r])
-        return result, prior, fallback
+        return result, prior, self.item_token_sums(first[:, 0])  # fallback [B, N]
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item ``[B, N]`` under ``score_mode`` (see :data:`SCORE_MODES`): by default
