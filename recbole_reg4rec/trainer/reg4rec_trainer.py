@@ -131,7 +131,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             attach_future_items(train_data._dataset, self.pars_settings.msra_horizon)
             self._future_attached = True
         self._check_auto_needs_validation(valid_data)
-        if self.stage1_score is None:
+        if self.stage1_score is None:  # resumed from a stage-2 checkpoint of an older version
             self.stage1_score = self.best_valid_score
         try:
             super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
