@@ -55,3 +55,55 @@ def run_ddp(model_name, dataset_name, config_dict, nproc=2):
     config_dict = dict(config_dict, world_size=nproc, nproc=nproc, ip="127.0.0.1", port=free_port(), offset=0)
     mp.spawn(ddp_worker, args=(model_name, dataset_name, config_dict, queue), nprocs=nproc, join=True)
     return queue.get()
+
+
+def choose_inference_worker(rank, port, checkpoint_file, queue):
+    """``REG4RecTrainer.choose_auto_inference`` on one of 2 gloo ranks, with a model stand-in whose one ``auto``
+    setting ``score_mode`` is chosen to be ``"fused"`` and a rank 0 that is slow to write the best checkpoint;
+    then every rank reads that checkpoint's inference settings, as ``fit`` does before stage 2."""
+    import logging
+    import time
+
+    import recbole_reg4rec.trainer.reg4rec_trainer as module
+    from recbole_reg4rec.compat.checkpoints import load_checkpoint
+    from recbole_reg4rec.trainer import REG4RecTrainer
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+
+    class Model(torch.nn.Module):
+        auto_inference = ("score_mode",)
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.score_mode = "id"
+
+        def configure_inference(self, score_mode):
+            self.score_mode = score_mode
+
+        def other_parameter(self):
+            return {"inference_settings": {"score_mode": self.score_mode}}
+
+        def load_other_parameter(self, para):
+            self.configure_inference(**(para or {})["inference_settings"])
+
+    def select(model, values, logger):
+        model.configure_inference(score_mode="fused")
+        return {"score_mode": "fused"}, [({"score_mode": "fused"}, 0.5)]
+
+    save = module.save_checkpoint
+
+    def slow_save(state, path, **kwargs):
+        time.sleep(1.0)
+        save(state, path, **kwargs)
+
+    module.select_inference_settings = select
+    module.save_checkpoint = slow_save
+    trainer = REG4RecTrainer.__new__(REG4RecTrainer)  # only what choose_auto_inference reads
+    trainer.config = {"single_spec": False, "local_rank": rank}
+    trainer.model, trainer.saved_model_file, trainer.device = Model(), checkpoint_file, torch.device("cpu")
+    trainer.logger, trainer.valid_metric = logging.getLogger(__name__), "NDCG@5"
+    trainer.choose_auto_inference(valid_data=[None], saved=True)
+    queue.put((rank, load_checkpoint(checkpoint_file)["other_parameter"]["inference_settings"]))
+    dist.barrier()
+    dist.destroy_process_group()

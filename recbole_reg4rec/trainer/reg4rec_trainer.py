@@ -178,6 +178,9 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         if not self._auto_settings() or not valid_data:
             return {}
         checkpoint = last_weights = None
+        if saved:  # under DDP rank 0 alone writes the best checkpoint (it may just have done so, e.g. for a
+            # stage1_checkpoint): every rank reads it once written, and all take the branch below (with its barrier)
+            self._wait_for_every_rank()
         if saved and os.path.isfile(self.saved_model_file):  # choose for the best model, as it will be tested
             checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
             last_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
@@ -194,8 +197,20 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             if self.config["single_spec"] or self.config["local_rank"] == 0:
                 checkpoint["other_parameter"] = self.model.other_parameter()
                 save_checkpoint(checkpoint, self.saved_model_file)
+            # every rank reads this file next (stage 2 starts from it, with its settings): a rank that went on
+            # before rank 0 wrote them would run stage 2 with the provisional settings (validating every epoch
+            # under other settings than rank 0; a run resumed in stage 2 reads the chosen ones on every rank)
+            self._wait_for_every_rank()
             self.model.load_state_dict(last_weights)  # after fit the model holds its last weights, as in RecBole
         return chosen
+
+    def _wait_for_every_rank(self) -> None:
+        """Under DDP, return once every rank has come here (e.g. after rank 0 wrote a file the others read
+        next); nothing on one process."""
+        if not self.config["single_spec"]:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def validation_values(self, valid_data):
         """The model's validation score as configured: per-user values ``[users]`` of ``valid_metric``
