@@ -44,11 +44,6 @@ TINY: Dict = base_config(
     pars_epochs=2,
     pars_group_size=4,
     msra_horizon=2,
-    # a 2-process DDP run killed in stage 2 resumes bit-identically only with the dropout-free
-    # supervised term (tests/compat/test_ddp_resume.py); with pars_sft_dropout (the default) the
-    # resumed DDP run ends a little apart, while a one-process run still resumes bit-identically
-    # (tests/compat/test_resume_after_kill.py overrides this key back to the default): an open bug
-    pars_sft_dropout=False,
     state="WARNING",
 )
 

@@ -47,7 +47,7 @@ def reference(tmp_path_factory):
     sys.argv = ["pytest"]
     torch.set_num_threads(1)
     try:
-        config = tiny_config(root, pars_sft_dropout=True)  # the default (kill_points turns it off for DDP)
+        config = tiny_config(root)
         result = run_recbole(model="REG4Rec", dataset="tiny", config_dict=config)
         [best] = glob.glob(str(root / "saved" / "REG4Rec-*.pth"))
         assert not os.path.exists(last_checkpoint_path(best))  # removed once training was over
@@ -60,7 +60,7 @@ def reference(tmp_path_factory):
 
 def _config(workdir: Path, reference, **extra):
     """The reference config under ``workdir`` (sharing the reference's token cache unless overridden)."""
-    return tiny_config(workdir, **{"tokenizer_cache_dir": str(reference["tokens"]), "pars_sft_dropout": True, **extra})
+    return tiny_config(workdir, **{"tokenizer_cache_dir": str(reference["tokens"]), **extra})
 
 
 def _killed_run(workdir: Path, point: str, config: dict) -> None:
