@@ -48,6 +48,7 @@ class AlignmentSettings:
     inner_steps: int = 1
     sft_dropout: bool = False
     policy_weight: float = 1.0
+    rollout_steering: float = 0.0
 
     @classmethod
     def from_config(cls, config) -> "AlignmentSettings":
@@ -82,8 +83,9 @@ class AlignmentSettings:
             inner_steps=inner_steps,
             sft_dropout=bool(config["pars_sft_dropout"]) if "pars_sft_dropout" in config else False,
             policy_weight=float(config["pars_policy_weight"]) if "pars_policy_weight" in config else 1.0,
+            rollout_steering=float(config["pars_rollout_steering"] or 0.0) if "pars_rollout_steering" in config else 0.0,
         )
-        for key in ("clip_eps", "kl_weight", "sft_weight", "reflection_weight", "policy_weight"):
+        for key in ("clip_eps", "kl_weight", "sft_weight", "reflection_weight", "policy_weight", "rollout_steering"):
             if getattr(settings, key) < 0:
                 raise ValueError(f"pars_{key} = {getattr(settings, key)} must be >= 0.")
         if settings.token_temperature <= 0:
@@ -114,7 +116,13 @@ def sample_batch(model, reference, interaction, settings: AlignmentSettings) -> 
     item_seq_len = interaction[model.ITEM_SEQ_LEN]
     target_items = interaction[model.POS_ITEM_ID]
     ctx = model.encode(item_seq, item_seq_len)
-    rollouts = sample_paths(model, ctx, settings.group_size, settings.token_temperature, settings.order_temperature)
+    item_prob = None
+    if settings.rollout_steering > 0:  # sample the paths the fused ranking follows (the ID head's prior)
+        item_prob = model.item_log_prior(ctx).exp()  # [B, N]
+    rollouts = sample_paths(
+        model, ctx, settings.group_size, settings.token_temperature, settings.order_temperature,
+        item_prob=item_prob, steering_weight=settings.rollout_steering,
+    )
     logp_ref, _ = path_log_probs(
         reference, reference.encode(item_seq, item_seq_len), rollouts, settings.token_temperature
     )

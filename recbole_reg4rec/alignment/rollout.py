@@ -19,6 +19,7 @@ re-scoring pass (:func:`path_log_probs`) that the update needs anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -35,17 +36,54 @@ class Rollouts:
     tokens: torch.Tensor  # [B, G, M] token emitted at each step
     allowed: torch.Tensor  # [B, G, M, D] bool, tokens the catalogue allowed at each step
     logp: torch.Tensor  # [B, G, M] log-prob of each emitted token under the policy that sampled it, at its temperature
+    # [B, G, M, D] item-prior steering added to the token logits at each step (None: not steered):
+    # fixed when sampled, so every policy that re-scores these paths sees the same steering
+    steering: Optional[torch.Tensor] = None
 
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
 
 
+def first_step_masses(index, item_prob: torch.Tensor) -> torch.Tensor:
+    """Item-prior mass of every token of every codebook over the whole catalogue, the masses of
+    the empty path: ``item_prob [B, N]`` -> ``[B, M, D]`` (entry ``t`` of codebook ``r`` = the
+    probability of the items whose token on ``r`` is ``t``)."""
+    b = item_prob.size(0)
+    masses = item_prob.new_zeros(b, index.n_codebooks, index.max_size)
+    for r in range(index.n_codebooks):
+        masses[:, r].scatter_add_(1, index.codes_t[r].expand(b, -1), item_prob)
+    return masses
+
+
+def candidate_masses(index, item_prob: torch.Tensor, user: torch.Tensor, candidates: torch.Tensor,
+                     codebook: torch.Tensor) -> torch.Tensor:
+    """Item-prior mass per token of ``codebook`` over each path's consistent items.
+
+    Args:
+        item_prob: ``[B, N]``; user: ``[R]`` the user of each path; candidates: ``[R, P]`` the
+            path's consistent items (0 = empty slot, whose probability is 0); codebook: ``[R]``.
+
+    Returns:
+        ``[R, D]``.
+    """
+    key = index.codes_t[codebook.unsqueeze(1), candidates]  # [R, P]
+    weight = item_prob[user.unsqueeze(1), candidates] * (candidates > 0)
+    return weight.new_zeros(candidates.size(0), index.max_size).scatter_add_(1, key, weight)
+
+
 @torch.no_grad()
 def sample_paths(
-    model, ctx, group_size: int, token_temperature: float = 1.0, order_temperature: float = 1.0
+    model, ctx, group_size: int, token_temperature: float = 1.0, order_temperature: float = 1.0,
+    item_prob: Optional[torch.Tensor] = None, steering_weight: float = 0.0,
 ) -> Rollouts:
     """Sample ``group_size`` catalogue-consistent paths per context.
+
+    With ``item_prob`` and ``steering_weight`` w > 0 the paths are drawn as the fused beam ranks
+    them: a token's logit gets ``w * log`` (item-prior mass of the items the path keeps with that
+    token), so the rollouts follow the item-level ID head as well as the tokens, and rewards judge
+    the paths the ranking would take. The steering is part of the behaviour policy (stored in
+    :attr:`Rollouts.steering`), fixed once sampled.
 
     Args:
         model: a :class:`~recbole_reg4rec.model.reg4rec.REG4Rec` (uses its decoder's step
@@ -55,6 +93,8 @@ def sample_paths(
         group_size: G.
         token_temperature: sampling temperature of tokens (> 0).
         order_temperature: CRSS temperature of the codebook choice (<= 0: most confident).
+        item_prob: ``[B, N]`` item-level probabilities (the ID head), or None.
+        steering_weight: w (0: not steered).
     """
     b = ctx.last.size(0)
     g = group_size
@@ -66,7 +106,10 @@ def sample_paths(
     tokens = torch.zeros(b, g, 0, dtype=torch.long, device=device)
     emitted = torch.zeros(b * g, m, dtype=torch.bool, device=device)
     rows = torch.arange(b * g, device=device)
-    allowed_steps, logp_steps = [], []
+    allowed_steps, logp_steps, steering_steps = [], [], []
+    steered = item_prob is not None and steering_weight > 0
+    user = rows // g  # [BG] the context of each path
+    masses_at_start = first_step_masses(index, item_prob) if steered else None  # [B, M, D]
     # the decoder's keys/values of each sampled pair are computed once, when it is sampled (its
     # dropout drawn once); each step decodes one new query per path (row s * G + g = step s of path g)
     bos = model.dropout(model.bos + ctx.last)  # [B, H]
@@ -90,6 +133,14 @@ def sample_paths(
         else:
             allowed = index.allowed_tokens(candidates, chosen)  # [BG, D]
         step_logits = logits[rows, chosen]  # [BG, D]
+        if steered:
+            if candidates is None:
+                masses = masses_at_start[user, chosen]  # [BG, D]
+            else:
+                masses = candidate_masses(index, item_prob, user, candidates, chosen)
+            steering = steering_weight * masses.clamp_min(1e-30).log()
+            steering_steps.append(steering)
+            step_logits = step_logits + steering
         sample_logp = _masked_log_softmax(step_logits / token_temperature, allowed)
         token = torch.multinomial(sample_logp.exp(), 1).squeeze(-1)  # [BG]
         logp_steps.append(sample_logp[rows, token])  # the behaviour policy's log-prob (temperature included)
@@ -109,6 +160,7 @@ def sample_paths(
         tokens=tokens,
         allowed=torch.stack(allowed_steps, dim=1).view(b, g, m, -1),
         logp=torch.stack(logp_steps, dim=1).view(b, g, m),
+        steering=torch.stack(steering_steps, dim=1).view(b, g, m, -1) if steered else None,
     )
 
 
@@ -127,6 +179,8 @@ def path_log_probs(model, ctx, rollouts: Rollouts, temperature: float = 1.0):
     b, g, m = rollouts.tokens.shape
     states = model.decode(ctx, rollouts.codebooks, rollouts.tokens)  # [B, G, M + 1, H]
     step_logits = model.codebook_logits(states[:, :, :-1], rollouts.codebooks)  # [B, G, M, D]
+    if rollouts.steering is not None:  # the behaviour policy's item-prior steering, as sampled
+        step_logits = step_logits + rollouts.steering
     logp = _masked_log_softmax(step_logits / temperature, rollouts.allowed)
     token_logp = logp.gather(-1, rollouts.tokens.unsqueeze(-1)).squeeze(-1)  # [B, G, M]
     reflect_logit = model.reflection_head(states[:, :, 1:]).squeeze(-1)  # [B, G, M]

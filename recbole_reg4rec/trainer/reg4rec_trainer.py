@@ -53,6 +53,11 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         self.pars_settings: Optional[AlignmentSettings] = (
             AlignmentSettings.from_config(config) if self.pars_enabled else None
         )
+        if self.pars_settings is not None and self.pars_settings.rollout_steering > 0 and not getattr(model, "item_head_enabled", False):
+            raise ValueError(
+                f"pars_rollout_steering={self.pars_settings.rollout_steering} steers rollouts by the item-ID head, "
+                f"but this model has none (item_fusion_weight: 0): set pars_rollout_steering: 0."
+            )
         self.stage1_checkpoint = config["stage1_checkpoint"]
         self.pars_train_scope = config["pars_train_scope"] or "all"
         if self.pars_train_scope not in TRAIN_SCOPES:
