@@ -10,19 +10,25 @@
 # RecBole's baselines (SASRec, GRU4Rec, BERT4Rec) do not run our code: the report copies their cells from
 # the 2026-11-26 benchmark (results/ml-100k-quick-2026-11-26/cells). TIGER runs our code (group tiger).
 # Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]
-#         (groups: full ablations faithful tiger report)
+#         (groups: full ablations faithful tiger baselines report)
+#         PROFILE=converged (patience 5, a cap early stopping ends: the study's protocol) runs every model,
+#         the baselines included (group baselines), instead of copying the quick profile's baseline cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-3}"
 OUT="${OUT:-runs/reasoning-quick}"
 PY="${PYTHON:-.venv/bin/python}"
-COMMON=(--dataset=ml-100k --profile=quick --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
+PROFILE="${PROFILE:-quick}"
+COMMON=(--dataset=ml-100k --profile="$PROFILE" --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 
 ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(full ablations faithful tiger report)
+if [ ${#groups[@]} -eq 0 ]; then
+  groups=(full ablations faithful tiger report)
+  [ "$PROFILE" != quick ] && groups=(baselines "${groups[@]}")
+fi
 for group in "${groups[@]}"; do
   case "$group" in
     full) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=REG4Rec --inference="$CONTROLS" ;;
@@ -30,13 +36,16 @@ for group in "${groups[@]}"; do
         --models='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ' ;;
     faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' ;;
     tiger) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=TIGER ;;
+    baselines) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=SASRec,GRU4Rec,BERT4Rec ;;
     # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
     report)  # one table: the baselines' cells of the committed benchmark (their code did not change)
-      for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
+      if [ "$PROFILE" = quick ]; then  # other profiles run their own baselines (group baselines)
+        for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
+      fi
       # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec' --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
-    *) echo "unknown group $group (full, ablations, faithful, tiger, report)" >&2; exit 2 ;;
+    *) echo "unknown group $group (full, ablations, faithful, tiger, baselines, report)" >&2; exit 2 ;;
   esac
 done

@@ -299,7 +299,7 @@ def test_killed_run_resumes_without_redoing_finished_cells(bench):
         (["--models=SASRec,NoSuchModel"], "Unknown model 'NoSuchModel'. Available models:"),
         (["--models=SASRec", "--seeds=0"], "--seeds must be a positive integer"),
         (["--models=SASRec", "--seeds=two"], "--seeds must be a positive integer"),
-        (["--models=SASRec", "--profile=nope"], "Unknown profile 'nope'. Available profiles: full, quick"),
+        (["--models=SASRec", "--profile=nope"], "Unknown profile 'nope'. Available profiles: converged, full, quick"),
         (["--models=SASRec[hidden_size]"], "neither key=value nor @file.yaml"),
         (["--models=SASRec", "--steps=1-3"], "--steps needs a model of --steps_models (REG4Rec)"),
         (["--models=SASRec", "--steps=1-3", "--steps_models=SASRec"], "SASRec has no reasoning_steps setting"),
@@ -409,6 +409,16 @@ def test_cell_settings_priority_and_seeds():
     assert quick.shared["MAX_ITEM_LIST_LENGTH"] == shipped["shared"]["MAX_ITEM_LIST_LENGTH"]
     assert quick.models["REG4Rec"]["epochs"] + quick.models["REG4Rec"]["pars_epochs"] == quick.shared["epochs"]
     assert load_profile("full").shared["epochs"] > load_profile("quick").shared["epochs"]
+
+
+def test_converged_profile_is_quick_sizes_with_the_reasoning_protocol():
+    """Same sizes as "quick" (so its cells compare with them), patience >= 5 and a cap early stopping ends."""
+    quick, converged = load_profile("quick"), load_profile("converged")
+    budget_keys = {"epochs", "stopping_step", "show_progress"}
+    assert {k: v for k, v in converged.shared.items() if k not in budget_keys} == \
+        {k: v for k, v in quick.shared.items() if k not in budget_keys}
+    assert converged.shared["stopping_step"] >= 5 and converged.shared["epochs"] >= 4 * quick.shared["epochs"]
+    assert all(settings == {"pars_epochs": 4} for settings in converged.models.values())
 
 
 def test_profile_may_not_change_the_protocol(tmp_path):
