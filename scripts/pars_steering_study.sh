@@ -10,7 +10,9 @@
 #   steer1_generator  the same with pars_train_scope=generator: the encoder and the item table the ID head
 #            reads keep their stage-1 weights, so the policy can only add to the ID head's ranking, not move it
 #            (the supervised term alone lowers validation in 2 of 3 seeds: results/pars-sft-ml-100k, sft_only)
-# VARIANTS="steer1_generator" runs one of them (default: both).
+#   generator  pars_train_scope=generator without steering: the control that isolates the steering within
+#            that scope (results/pars-scope-ml-100k ran this scope with the dropout-free supervised term)
+# VARIANTS="steer1_generator" runs a subset (default: all three).
 # The control (steering 0, the defaults) is the sft_dropout row of results/pars-sft-ml-100k: the same
 # stage-1 models, seeds and settings; the unsteered code path did not change since.
 # valid and test NDCG@10 after every epoch; selection on validation only (stage 1 kept on ties).
@@ -19,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-2020 2021 2022}"
-VARIANTS="${VARIANTS:-steer1 steer1_generator}"
+VARIANTS="${VARIANTS:-steer1 steer1_generator generator}"
 VARIANTS_TAG="${VARIANTS// /+}"
 OUT="${OUT:-results/pars-steering-ml-100k}"
 PY="${PYTHON:-.venv/bin/python}"
@@ -33,7 +35,8 @@ for seed in $SEEDS; do
     case "$variant" in
       steer1) args+=(--variant steer1 pars_rollout_steering=1) ;;
       steer1_generator) args+=(--variant steer1_generator pars_rollout_steering=1 pars_train_scope=generator) ;;
-      *) echo "unknown variant $variant (steer1, steer1_generator)" >&2; exit 2 ;;
+      generator) args+=(--variant generator pars_train_scope=generator) ;;
+      *) echo "unknown variant $variant (steer1, steer1_generator, generator)" >&2; exit 2 ;;
     esac
   done
   "$PY" reg4rec.py pars-sweep --seed "$seed" --pars_epochs 2 --output "runs/pars-steering/$VARIANTS_TAG/seed$seed" "${stage1[@]}" \
