@@ -133,6 +133,7 @@ class BeamResult:
     pruned_catalogue: torch.Tensor  # [B] candidates dropped by the catalogue check
     pruned_reflection: torch.Tensor  # [B] paths dropped by the reflection threshold
     merged: torch.Tensor  # [B] candidates merged into an equal token set
+    start_log_probs: torch.Tensor  # [B, M, D] every codebook's log-probs before the first step
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -297,6 +298,8 @@ def corp_beam_search(
 
     for step in range(cfg.reasoning_steps):
         log_probs, reflect_logp = step_fn(cb, tok)  # [B, K, M, D], [B, K]
+        if step == 0:
+            start_log_probs = log_probs[:, 0]  # one (empty) path per user
         if step > 0:
             score, dropped = _record_reflection(hist, score, reflect_logp, cfg)
             pruned_ref += dropped
@@ -365,6 +368,7 @@ def corp_beam_search(
         pruned_catalogue=pruned_cat,
         pruned_reflection=pruned_ref,
         merged=merged_cnt,
+        start_log_probs=start_log_probs,
     )
 
 

@@ -742,9 +742,8 @@ class REG4Rec(SequentialRecommender):
         index = self.catalogue()
         prior = self.item_log_prior(ctx)
         result = corp_beam_search(step, index, b, cfg, prior)
-        first, _ = step(torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device),
-                        torch.zeros(b, 1, 0, dtype=torch.long, device=ctx.last.device))
-        return result, prior, self.item_token_sums(first[:, 0])  # fallback [B, N]
+        # the search's first step already scored the empty path: no decoder pass of its own
+        return result, prior, self.item_token_sums(result.start_log_probs)  # fallback [B, N]
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item ``[B, N]`` under ``score_mode`` (see :data:`SCORE_MODES`): by default
