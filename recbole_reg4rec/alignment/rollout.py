@@ -6,7 +6,8 @@ At every step the codebook is drawn by CRSS from ``softmax(confidence / order_te
 over the codebooks not yet emitted (or the fixed order), and the token from the model's
 distribution on that codebook at ``token_temperature``, restricted to tokens that keep at least
 one catalogue item consistent with the path (CORP's catalogue check). So every sampled path
-names a real item.
+names a real item. Optionally (``pars_rollout_steering``) the token logits are steered by the
+item-ID head's probability mass of the items each token keeps, as the fused beam ranks paths.
 
 The catalogue check works on candidate lists, not item masks: before the first step every token
 that some item holds is allowed; after it, a path's consistent items are a sub-list of one
