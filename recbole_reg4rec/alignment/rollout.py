@@ -57,22 +57,6 @@ def first_step_masses(index, item_prob: torch.Tensor) -> torch.Tensor:
     return masses
 
 
-def candidate_masses(index, item_prob: torch.Tensor, user: torch.Tensor, candidates: torch.Tensor,
-                     codebook: torch.Tensor) -> torch.Tensor:
-    """Item-prior mass per token of ``codebook`` over each path's consistent items.
-
-    Args:
-        item_prob: ``[B, N]``; user: ``[R]`` the user of each path; candidates: ``[R, P]`` the
-            path's consistent items (0 = empty slot, whose probability is 0); codebook: ``[R]``.
-
-    Returns:
-        ``[R, D]``.
-    """
-    key = index.codes_t[codebook.unsqueeze(1), candidates]  # [R, P]
-    weight = item_prob[user.unsqueeze(1), candidates] * (candidates > 0)
-    return weight.new_zeros(candidates.size(0), index.max_size).scatter_add_(1, key, weight)
-
-
 @torch.no_grad()
 def sample_paths(
     model, ctx, group_size: int, token_temperature: float = 1.0, order_temperature: float = 1.0,
@@ -138,7 +122,8 @@ def sample_paths(
             if candidates is None:
                 masses = masses_at_start[user, chosen]  # [BG, D]
             else:
-                masses = candidate_masses(index, item_prob, user, candidates, chosen)
+                weights = item_prob[user.unsqueeze(1), candidates] * (candidates > 0)  # [BG, P]
+                masses = index.candidate_token_sums(candidates, chosen, weights)
             steering = steering_weight * masses.clamp_min(1e-30).log()
             steering_steps.append(steering)
             step_logits = step_logits + steering

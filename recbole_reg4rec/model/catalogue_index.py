@@ -257,9 +257,14 @@ class CatalogueIndex:
         Returns:
             ``[R, D]`` bool.
         """
+        return self.candidate_token_sums(items, codebook, (items > 0).float()) > 0
+
+    def candidate_token_sums(self, items: torch.Tensor, codebook: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Per token of one codebook, the sum of each path's candidate weights over the candidates
+        holding it: ``items [R, P]`` (0 = empty slot), ``codebook [R]``, ``weights [R, P]`` (0 on
+        empty slots) -> ``[R, D]`` (e.g. counts, or the item-prior mass of steered rollouts)."""
         held = self.codes_t[codebook.unsqueeze(1), items]  # [R, P]
-        counts = torch.zeros(items.size(0), self.max_size, device=items.device)
-        return counts.scatter_add_(1, held, (items > 0).float()) > 0
+        return weights.new_zeros(items.size(0), self.max_size).scatter_add_(1, held, weights)
 
     def narrow_items(self, items: torch.Tensor, codebook: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """Keep the candidates holding ``token`` on ``codebook``: ``items [R, P]``, ``codebook,
