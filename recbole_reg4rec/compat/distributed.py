@@ -126,16 +126,22 @@ def _wrap_trainer_init(original):
     return __init__
 
 
+def wait_for_every_rank(config) -> None:
+    """Under DDP, return once every rank has come here (e.g. after rank 0 wrote a file the others
+    read next); nothing on one process."""
+    if not config["single_spec"]:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def _wrap_fit(original):
     """All ranks leave ``fit`` together, after rank 0 has written its last checkpoint."""
 
     @functools.wraps(original)
     def fit(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
-        if not self.config["single_spec"]:
-            import torch.distributed as dist
-
-            dist.barrier()
+        wait_for_every_rank(self.config)
         return result
 
     fit.__reg4rec_wrapped__ = True
@@ -147,10 +153,8 @@ def _wrap_evaluate(original):
 
     @functools.wraps(original)
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if not self.config["single_spec"] and eval_data and load_best_model:
-            import torch.distributed as dist
-
-            dist.barrier()
+        if eval_data and load_best_model:
+            wait_for_every_rank(self.config)
         return original(
             self, eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
         )

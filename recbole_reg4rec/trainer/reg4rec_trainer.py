@@ -30,6 +30,7 @@ from ..alignment import attach_future_items
 from ..alignment.epoch import AlignmentEpoch
 from ..alignment.pars import AlignmentSettings
 from ..compat.checkpoints import load_checkpoint, save_checkpoint
+from ..compat.distributed import wait_for_every_rank
 from .inference_selection import select_inference_settings
 from .per_user_metric import PerUserEvaluator
 from .progress import StageProgressMixin
@@ -53,7 +54,8 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         self.pars_settings: Optional[AlignmentSettings] = (
             AlignmentSettings.from_config(config) if self.pars_enabled else None
         )
-        if self.pars_settings is not None and self.pars_settings.rollout_steering > 0 and not getattr(model, "item_head_enabled", False):
+        steering = self.pars_settings.rollout_steering if self.pars_settings is not None else 0.0
+        if steering > 0 and not getattr(model, "item_head_enabled", False):
             raise ValueError(
                 f"pars_rollout_steering={self.pars_settings.rollout_steering} steers rollouts by the item-ID head, "
                 f"but this model has none (item_fusion_weight: 0): set pars_rollout_steering: 0."
@@ -185,7 +187,7 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         checkpoint = last_weights = None
         if saved:  # under DDP rank 0 alone writes the best checkpoint (it may just have done so, e.g. for a
             # stage1_checkpoint): every rank reads it once written, and all take the branch below (with its barrier)
-            self._wait_for_every_rank()
+            wait_for_every_rank(self.config)
         if saved and os.path.isfile(self.saved_model_file):  # choose for the best model, as it will be tested
             checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
             last_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
@@ -205,17 +207,9 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             # every rank reads this file next (stage 2 starts from it, with its settings): a rank that went on
             # before rank 0 wrote them would run stage 2 with the provisional settings (validating every epoch
             # under other settings than rank 0; a run resumed in stage 2 reads the chosen ones on every rank)
-            self._wait_for_every_rank()
+            wait_for_every_rank(self.config)
             self.model.load_state_dict(last_weights)  # after fit the model holds its last weights, as in RecBole
         return chosen
-
-    def _wait_for_every_rank(self) -> None:
-        """Under DDP, return once every rank has come here (e.g. after rank 0 wrote a file the others read
-        next); nothing on one process."""
-        if not self.config["single_spec"]:
-            import torch.distributed as dist
-
-            dist.barrier()
 
     def validation_values(self, valid_data):
         """The model's validation score as configured: per-user values ``[users]`` of ``valid_metric``
