@@ -40,14 +40,18 @@ def runs_frame(records: Iterable[Dict]) -> pd.DataFrame:
     evaluated at (``steps_results``, label ``<label>@L=<L>``: same training, so the same cost
     columns; its own metrics and test ``eval_s``), and one per other inference setting
     (``inference_results``, label ``<label>[score_mode=id]``). Metric columns ``valid_<metric>`` and
-    ``test_<metric>``."""
+    ``test_<metric>``. A two-stage cell (``stage1_results``) also gives the row ``<label>[stage 1]``: the
+    best stage-1 model the alignment stage started from; ``stage2_selected`` says whether stage 2 replaced it."""
     rows = []
     for r in records:
         row = {k: r.get(k) for k in ID_COLUMNS}
         row.update({k: r.get(k) for k in COST_COLUMNS + ["best_epoch", "fit_s", "valid_s_total", "model_init_s", "cell_s", "n_params"]})
         row.update(_metric_columns(r))
-        row.update({k: r.get(k) for k in ("started_at", "finished_at", "run_id", "cell_id")})
+        row.update({k: r.get(k) for k in ("started_at", "finished_at", "run_id", "cell_id", "stage2_selected")})
         rows.append(row)
+        if r.get("stage1_results"):
+            rows.append({**row, "label": f"{r.get('label')}[stage 1]", "eval_s": None,
+                         **_metric_columns(r["stage1_results"])})
         for result in r.get("steps_results") or []:
             rows.append({**row, "label": f"{r.get('label')}@L={result['steps']}", "steps": result["steps"],
                          "eval_s": result.get("eval_s"), **_metric_columns(result)})

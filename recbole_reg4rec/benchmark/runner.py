@@ -31,7 +31,11 @@ goes to the console (``console_log``). Measured, in the result:
 * with ``eval_inference`` (``--inference``): ``inference_results``, the best model evaluated again
   under each of those inference settings (``[{"settings", "valid", "test", "eval_s"}]``), e.g.
   ranked by its item-ID head alone; ``inference_settings``: the settings the cell's own row used
-  (chosen on validation when ``auto``).
+  (chosen on validation when ``auto``);
+* for two-stage trainers (REG4Rec's alignment stage): ``stage1_results``, the best stage-1 model's
+  validation and test metrics under the inference settings chosen for it, measured as the trainer
+  switches to stage 2 (report only: the trainer never sees the test numbers), and
+  ``stage2_selected``, whether stage 2 beat that model on validation and so became the tested model.
 """
 
 from __future__ import annotations
@@ -120,6 +124,48 @@ class _EpochMeter:
 
         trainer._train_epoch = timed_train
         trainer._valid_epoch = timed_valid
+
+
+class _Stage1Recorder:
+    """Wraps a two-stage trainer's ``_switch_to_stage2`` to measure the model it starts from.
+
+    At that moment the weights are stage 1's best and its inference settings the ones chosen for it,
+    so ``valid`` is the bar stage 2 must beat and ``test`` what the cell would report without stage 2.
+    The random states are restored after the test pass, so stage 2 trains exactly as it would unmeasured.
+    """
+
+    def __init__(self, trainer, test_data, show_progress: bool) -> None:
+        self.result: Dict[str, Any] = {}
+        switch = trainer._switch_to_stage2
+
+        def measured_switch(first_epoch: int, *args, **kwargs):
+            self.result = self._measure(trainer, test_data, show_progress, first_epoch)
+            return switch(first_epoch, *args, **kwargs)
+
+        trainer._switch_to_stage2 = measured_switch
+
+    @staticmethod
+    def _measure(trainer, test_data, show_progress: bool, first_epoch: int) -> Dict[str, Any]:
+        import random
+
+        import numpy as np
+        import torch
+
+        states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                  torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        try:
+            test = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
+            if states[3] is not None:
+                torch.cuda.set_rng_state_all(states[3])
+        return {
+            "first_stage2_epoch": int(first_epoch),
+            "valid": {k: float(v) for k, v in dict(trainer.best_valid_result or {}).items()},
+            "test": {k: float(v) for k, v in dict(test).items()},
+        }
 
 
 def check_reasoning_steps(model, steps) -> None:
@@ -211,6 +257,7 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
     check_reasoning_steps(model, request.get("eval_steps") or [])
     check_inference_variants(model, request.get("eval_inference") or [])
     meter = _EpochMeter(trainer)
+    stage1 = _Stage1Recorder(trainer, test_data, config["show_progress"]) if hasattr(trainer, "_switch_to_stage2") else None
     on_cuda = torch.cuda.is_available() and str(config["device"]).startswith("cuda")
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -273,6 +320,8 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
         **({"steps_results": steps_results} if steps_results else {}),
         **({"inference_results": inference_results} if inference_results else {}),
         **({"inference_settings": model.inference_settings()} if hasattr(model, "inference_settings") else {}),
+        **({"stage1_results": stage1.result,
+            "stage2_selected": bool(trainer.best_valid_score != trainer.stage1_score)} if stage1 and stage1.result else {}),
         "config": final_config,
     }
 

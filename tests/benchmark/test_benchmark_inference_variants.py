@@ -58,3 +58,38 @@ def test_one_trained_model_gives_its_id_head_row(workdir):
     runs = runs_frame([record])
     assert list(runs["label"]) == ["REG4Rec", "REG4Rec[score_mode=fused]", "REG4Rec[score_mode=id]"]
     assert runs.set_index("label").loc["REG4Rec[score_mode=id]", "test_ndcg@10"] == by_mode["id"]["test"]["ndcg@10"]
+
+
+def test_a_two_stage_cell_records_the_stage1_model_it_started_from(workdir):
+    # no alignment update can change the weights (learning rate 0), so stage 2 ties stage 1 on validation,
+    # the stage-1 model stays the tested one, and its recorded test metrics must be the cell's own
+    write_synthetic_dataset(workdir / "data", "toy")
+    request = {
+        "cell_id": "REG4Rec__seed2020", "label": "REG4Rec", "model": "REG4Rec", "kind": "ours", "seed": 2020,
+        "dataset": "toy",
+        "config_dict": {**REG4REC_STAGE1, "epochs": 1, "pars_enabled": True, "pars_epochs": 1,
+                        "pars_learning_rate": 0.0, "data_path": str(workdir / "data"), "use_gpu": False,
+                        "checkpoint_dir": str(workdir / "saved"), "state": "WARNING"},
+    }
+    record = run_cell(request)
+    stage1 = record["stage1_results"]
+    assert [stage for _, stage, _ in record["epoch_times"]] == [1, 2] and stage1["first_stage2_epoch"] == 1
+    assert record["stage2_selected"] is False
+    assert stage1["test"] == pytest.approx(record["test"]) and stage1["valid"] == pytest.approx(record["valid"])
+    runs = runs_frame([record]).set_index("label")
+    assert list(runs.index) == ["REG4Rec", "REG4Rec[stage 1]"]
+    assert runs.loc["REG4Rec[stage 1]", "test_ndcg@10"] == stage1["test"]["ndcg@10"]
+    assert runs.loc["REG4Rec", "stage2_selected"] == False  # noqa: E712 (a numpy bool in the frame)
+
+
+def test_a_one_stage_cell_has_no_stage1_row(workdir):
+    write_synthetic_dataset(workdir / "data", "toy")
+    request = {
+        "cell_id": "REG4Rec__seed2020", "label": "REG4Rec", "model": "REG4Rec", "kind": "ours", "seed": 2020,
+        "dataset": "toy",
+        "config_dict": {**REG4REC_STAGE1, "epochs": 1, "data_path": str(workdir / "data"), "use_gpu": False,
+                        "checkpoint_dir": str(workdir / "saved"), "state": "WARNING"},
+    }
+    record = run_cell(request)
+    assert "stage1_results" not in record and "stage2_selected" not in record
+    assert list(runs_frame([record])["label"]) == ["REG4Rec"]
