@@ -193,7 +193,9 @@ def _add_benchmark(sub) -> None:
                    help="inference settings to evaluate each trained --steps_models cell under as well, ';' between "
                         "variants, e.g. 'score_mode=id;score_mode=tokens' (rows REG4Rec[score_mode=id] ...)")
     p.add_argument("--config_files", default=None, help="space-separated yaml files applied to every model")
-    p.add_argument("--keep_checkpoints", action="store_true", help="keep each cell's best-model checkpoint under <output>/saved")
+    p.add_argument("--keep_checkpoints", action="store_true", help="keep each cell's best-model checkpoint under <output>/saved/<cell>")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at the same time, each in its own process (default 1; "
+                   "more where one cell leaves cores or a GPU idle; set OMP_NUM_THREADS so they do not oversubscribe)")
     p.add_argument("--report_only", action="store_true",
                    help="only (re)write the tables and plots from the cells finished so far; run nothing")
 

@@ -2,15 +2,16 @@
 
 A benchmark is ``models x seeds`` cells, run seed-major (every model with the first seed, then
 the second...), so a run stopped early already holds comparable results. Each cell runs in a
-child process (:mod:`.runner`); finished cells are kept in the output folder (:mod:`.store`)
-and skipped when the same command runs again. After each cell ``runs.csv`` is rebuilt; at the
+child process (:mod:`.runner`), ``jobs`` of them at a time (``--jobs``: on a machine whose cores
+or GPU one cell leaves idle; their timings then share the machine); finished cells are kept in the
+output folder (:mod:`.store`) and skipped when the same command runs again. After each cell ``runs.csv`` is rebuilt; at the
 end ``summary.md``, ``summary.csv``, ``paired.csv`` and the plots (:mod:`.report`).
 
 Output folder::
 
     runs.csv  summary.csv  summary.md  paired.csv  metrics_bar.png  [steps_ndcg10.png]
     environment.json  environment.md  benchmark.json  benchmark.log
-    cells/ requests/ configs/ logs/ saved/
+    cells/ requests/ configs/ logs/ saved/<cell>/
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +64,7 @@ class BenchmarkRequest:
     keep_checkpoints: bool = False
     report_only: bool = False  # write the reports from finished cells, run nothing
     verbose: bool = False  # cells print RecBole's log to the console too (always in logs/<cell>.log)
+    jobs: int = 1  # cells run at the same time, each in its own process
     command: str = ""
 
 
@@ -118,7 +122,8 @@ def plan_cells(req: BenchmarkRequest) -> List[Cell]:
                 "defaults_hash": defaults_hash(model_property_files(spec.model)),
                 "base_settings": base,
                 "config_file_list": [str(base_file)] + [str(p) for p in req.config_files],
-                "config_dict": {**top, "checkpoint_dir": str(req.output / "saved")},
+                # a folder per cell: RecBole names checkpoints by model and second, so cells run at once could collide
+                "config_dict": {**top, "checkpoint_dir": str(req.output / "saved" / cid)},
                 "log_file": str(req.output / "logs" / f"{cid}.log"),
                 "console_log": req.verbose,
                 "keep_checkpoint": req.keep_checkpoints,
@@ -159,12 +164,14 @@ class _Log:
 
     def __init__(self, path: Path, echo: Callable[[str], None]) -> None:
         self.path, self.echo = path, echo
+        self._lock = threading.Lock()  # cells run at once report from their own threads
 
     def __call__(self, message: str) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.echo(message)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(f"{stamp} {message}\n")
+        with self._lock:
+            self.echo(message)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{stamp} {message}\n")
 
 
 def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m: print(m, flush=True)) -> BenchmarkOutcome:
@@ -205,41 +212,56 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
     skipped: List[str] = []
     failed: List[str] = []
     n = len(cells)
+    head = lambda cell: f"[{cell.index}/{n}] {cell.spec.label} seed {cell.seed}"  # noqa: E731
+    to_run: List[Cell] = []
     for cell in cells:
-        head = f"[{cell.index}/{n}] {cell.spec.label} seed {cell.seed}"
         if _is_done(store, cell, req.report_only):
             record = store.load(cell.cid)
             other = "" if _is_done(store, cell) else " under other model defaults, reported as recorded"
-            log(f"{head}: finished earlier ({record.get('finished_at')}{other}), skipped")
+            log(f"{head(cell)}: finished earlier ({record.get('finished_at')}{other}), skipped")
             skipped.append(cell.cid)
-            continue
-        if req.report_only:
-            log(f"{head}: not finished, not run (--report_only)")
+        elif req.report_only:
+            log(f"{head(cell)}: not finished, not run (--report_only)")
             failed.append(f"{cell.spec.label} seed {cell.seed} (not run)")
-            continue
-        if store.is_done(cell.cid, cell.request["spec_hash"]):  # same request, other defaults
-            log(f"{head}: finished earlier under other model defaults (properties/ changed since), rerun")
-        log(f"{head} ...")
-        start = time.perf_counter()
-        rc = run_cell_process(cell, store)
-        elapsed = time.perf_counter() - start
-        if rc == 0 and _is_done(store, cell):
-            record = store.load(cell.cid)
-            log(f"{head}: done in {elapsed:.1f} s — {record['epochs_trained']} epochs, "
-                f"{record['train_s_per_epoch']:.2f} s/epoch, test NDCG@10 {record['test'].get('ndcg@10', float('nan')):.4f}, "
-                f"Recall@10 {record['test'].get('recall@10', float('nan')):.4f}")
-            ran.append(cell.cid)
-            _write_runs(req, cells, store)
         else:
-            where = cell.request["log_file"] if Path(cell.request["log_file"]).is_file() else "the error above"
-            log(f"{head}: FAILED (exit code {rc}) after {elapsed:.1f} s; see {where}")
-            failed.append(f"{cell.spec.label} seed {cell.seed}")
+            to_run.append(cell)
+
+    def run_one(cell: Cell):
+        if store.is_done(cell.cid, cell.request["spec_hash"]):  # same request, other defaults
+            log(f"{head(cell)}: finished earlier under other model defaults (properties/ changed since), rerun")
+        log(f"{head(cell)} ...")
+        start = time.perf_counter()
+        return run_cell_process(cell, store), time.perf_counter() - start
+
+    # one thread per running cell: each only waits for its child process
+    with ThreadPoolExecutor(max_workers=max(1, req.jobs)) as pool:
+        futures = {pool.submit(run_one, cell): cell for cell in to_run}
+        for future in as_completed(futures):
+            cell = futures[future]
+            rc, elapsed = future.result()
+            _record_outcome(req, cells, store, cell, head(cell), rc, elapsed, ran, failed, log)
     write_reports(req, cells, store, failed, log)
     env["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(req.output / "environment.json", env)
     write_text_atomic(req.output / "environment.md", environment_markdown(env))
     log(f"benchmark finished: {len(ran)} run, {len(skipped)} skipped (done earlier), {len(failed)} failed")
     return BenchmarkOutcome(ran=ran, skipped=skipped, failed=failed, output=req.output)
+
+
+def _record_outcome(req: BenchmarkRequest, cells: Sequence[Cell], store: ResultStore, cell: Cell, head: str, rc: int,
+                    elapsed: float, ran: List[str], failed: List[str], log: Callable[[str], None]) -> None:
+    """Log a finished cell's numbers (and rebuild ``runs.csv``) or its failure."""
+    if rc == 0 and _is_done(store, cell):
+        record = store.load(cell.cid)
+        log(f"{head}: done in {elapsed:.1f} s — {record['epochs_trained']} epochs, "
+            f"{record['train_s_per_epoch']:.2f} s/epoch, test NDCG@10 {record['test'].get('ndcg@10', float('nan')):.4f}, "
+            f"Recall@10 {record['test'].get('recall@10', float('nan')):.4f}")
+        ran.append(cell.cid)
+        _write_runs(req, cells, store)
+    else:
+        where = cell.request["log_file"] if Path(cell.request["log_file"]).is_file() else "the error above"
+        log(f"{head}: FAILED (exit code {rc}) after {elapsed:.1f} s; see {where}")
+        failed.append(f"{cell.spec.label} seed {cell.seed}")
 
 
 def _is_done(store: ResultStore, cell: Cell, report_only: bool = False) -> bool:
@@ -267,7 +289,8 @@ def write_reports(req: BenchmarkRequest, cells: Sequence[Cell], store: ResultSto
             log("no finished cells: no summary written")
         return
     # each spec's row, then the rows of the reasoning-steps settings it was also evaluated at
-    order = [label for s in req.specs for label in [s.label] + [f"{s.label}@L={L}" for L in s.eval_steps]
+    # (and the stage-1 model of two-stage cells, where recorded)
+    order = [label for s in req.specs for label in [s.label, f"{s.label}[stage 1]"] + [f"{s.label}@L={L}" for L in s.eval_steps]
              + [inference_label(s.label, v) for v in s.eval_inference]]
     summary = summarize(runs, order)
     write_text_atomic(req.output / "summary.csv", summary.to_csv(index=False))

@@ -49,6 +49,8 @@ def make_request(args: Namespace) -> BenchmarkRequest:
     except ValueError:
         raise BenchmarkError(f"--seeds must be a positive integer (number of seeds), got {args.seeds!r}.") from None
     seeds = seeds_for(n_seeds)
+    if args.jobs < 1:
+        raise BenchmarkError(f"--jobs must be at least 1 (cells run at the same time), got {args.jobs}.")
     profile = load_profile(args.profile)
     specs = parse_models(args.models, registry.get_model)
     steps = parse_steps(args.steps)
@@ -83,6 +85,7 @@ def make_request(args: Namespace) -> BenchmarkRequest:
         keep_checkpoints=args.keep_checkpoints,
         report_only=args.report_only,
         verbose=args.verbose,
+        jobs=args.jobs,
         command=shlex.join(["python", "reg4rec.py", *args.argv]),
     )
 

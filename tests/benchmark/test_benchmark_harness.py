@@ -220,6 +220,21 @@ def test_rerun_redoes_only_a_missing_cell(bench, capsys):
     assert again["config_hash"] == first["config_hash"] and again["run_id"] != first["run_id"]
 
 
+def test_cells_run_at_once_give_the_numbers_of_cells_run_one_by_one(bench, tmp_path):
+    """--jobs=4: all four cells at the same time, each in its own checkpoint folder, same metrics."""
+    argv = [a if not a.startswith("--output=") else f"--output={tmp_path / 'parallel'}" for a in _argv(bench)]
+    assert benchmark_main(argv + ["--jobs=4", "--keep_checkpoints"]) == 0
+    one_by_one = pd.read_csv(bench / "out" / "runs.csv").set_index("cell_id")
+    at_once = pd.read_csv(tmp_path / "parallel" / "runs.csv").set_index("cell_id")
+    assert sorted(at_once.index) == sorted(one_by_one.index)
+    metrics = [c for c in at_once.columns if c.startswith(("test_", "valid_")) and "@" in c]
+    assert at_once.loc[one_by_one.index, metrics].equals(one_by_one[metrics])
+    saved = sorted(p.parent.name for p in (tmp_path / "parallel" / "saved").glob("*/*.pth"))
+    assert saved == sorted(at_once.index)  # one folder per cell, each with its own best model
+    log = (tmp_path / "parallel" / "benchmark.log").read_text()
+    assert log.count(" ...") == 4 and "benchmark finished: 4 run" in log
+
+
 def test_changed_settings_are_not_taken_as_finished(bench):
     """Cells count as finished only for the same request; display-only flags do not matter."""
     store = ResultStore(bench / "out")
@@ -305,6 +320,7 @@ def test_killed_run_resumes_without_redoing_finished_cells(bench):
         (["--models=SASRec", "--steps=1-3", "--steps_models=SASRec"], "SASRec has no reasoning_steps setting"),
         (["--models=SASRec", "--config_files=missing.yaml"], "--config_files not found"),
         (["--models=SASRec", "stray"], "Unrecognised argument 'stray'"),
+        (["--models=SASRec", "--jobs=0"], "--jobs must be at least 1"),
     ],
 )
 def test_bad_input_exits_2_before_running(workdir, capsys, args, message):
