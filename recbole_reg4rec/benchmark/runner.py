@@ -35,7 +35,7 @@ goes to the console (``console_log``). Measured, in the result:
 * for two-stage trainers (REG4Rec's alignment stage): ``stage1_results``, the best stage-1 model's
   validation and test metrics under the inference settings chosen for it, measured as the trainer
   switches to stage 2 (report only: the trainer never sees the test numbers), and
-  ``stage2_selected``, whether stage 2 beat that model on validation and so became the tested model.
+  ``stage2_selected``, whether the tested model is a stage-2 one (its checkpoint's epoch is an alignment epoch).
 """
 
 from __future__ import annotations
@@ -321,7 +321,9 @@ def run_cell(request: Dict[str, Any]) -> Dict[str, Any]:
         **({"inference_results": inference_results} if inference_results else {}),
         **({"inference_settings": model.inference_settings()} if hasattr(model, "inference_settings") else {}),
         **({"stage1_results": stage1.result,
-            "stage2_selected": bool(trainer.best_valid_score != trainer.stage1_score)} if stage1 and stage1.result else {}),
+            # the tested model is stage 2's when its checkpoint's epoch is an alignment epoch
+            "stage2_selected": best_epoch is not None and best_epoch >= stage1.result["first_stage2_epoch"]}
+           if stage1 and stage1.result else {}),
         "config": final_config,
     }
 

@@ -40,6 +40,11 @@ from .progress import StageProgressMixin
 #: item table the ID head reads keep their stage-1 weights; :meth:`REG4Rec.generator_parameters`)
 TRAIN_SCOPES = ("all", "generator")
 
+#: How far stage 2's bar sits above stage 1's best validation score. RecBole's early stopping keeps the later
+#: model on a tie (``value >= best``), and validation metrics are rounded to 4 decimals, so without it a stage-2
+#: epoch that only ties stage 1 would replace the stage-1 model; far below the rounding, it changes nothing else.
+STAGE2_TIE_MARGIN = 1e-9
+
 
 class REG4RecTrainer(StageProgressMixin, Trainer):
     """Trainer of REG4Rec and its ablations (found by RecBole's ``get_trainer``)."""
@@ -144,6 +149,8 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         finally:
             self._limit_training_to_scope(False)  # the model leaves fit() with every parameter trainable
+        if abs(self.best_valid_score - self.stage1_score) <= STAGE2_TIE_MARGIN:  # stage 2 never beat the bar
+            self.best_valid_score = self.stage1_score
         if self.best_valid_score != self.stage1_score:  # stage 2 replaced the model: choose for its weights
             self.choose_auto_inference(valid_data, saved)
         return self.best_valid_score, self.best_valid_result
@@ -252,8 +259,9 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         self.reference = self._frozen_copy()
         self.start_epoch = first_epoch
         self.epochs = self.stage2_end_epoch = first_epoch + self.stage2_epochs
-        self.cur_step = 0  # patience restarts; best_valid_score is kept, so stage 2 must beat stage 1
+        self.cur_step = 0  # patience restarts; stage 2 must beat stage 1's best score, a tie keeps stage 1
         self.stage1_score = self.best_valid_score
+        self.best_valid_score = self.stage1_score + (STAGE2_TIE_MARGIN if self.valid_metric_bigger else -STAGE2_TIE_MARGIN)
         self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=self.pars_learning_rate)
         self._limit_training_to_scope(True)
 

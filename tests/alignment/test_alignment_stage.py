@@ -211,6 +211,23 @@ def test_stage2_from_a_stage1_checkpoint_tests_stage1_when_stage2_never_wins(mon
     assert second_test["ndcg@5"] == first.evaluate(test2, load_best_model=False)["ndcg@5"]
 
 
+def test_a_stage2_epoch_that_only_ties_stage1_does_not_replace_it(monkeypatch, workdir):
+    """RecBole keeps the later model on a validation tie; stage 2 must beat stage 1 instead. With a zero
+    learning rate the alignment epoch leaves the weights as they were, so its validation ties exactly."""
+    fixed = {"score_mode": "fused", "item_fusion_weight": 2.0, "reflection_weight": 0.0, "reasoning_steps": None}
+    model, train, valid = build_tiny(monkeypatch, workdir / "data", extra={
+        **ALIGN, **fixed, "epochs": 1, "pars_learning_rate": 0.0})
+    trainer = REG4RecTrainer(train.config, model)
+    saved_epochs = []
+    save = trainer._save_checkpoint
+    monkeypatch.setattr(trainer, "_save_checkpoint", lambda epoch, *a, **k: saved_epochs.append(epoch) or save(epoch, *a, **k))
+    best_score, _ = trainer.fit(train, valid, verbose=False, saved=True)
+    assert trainer.stage == 2 and trainer.stage1_score is not None
+    assert saved_epochs == [0]  # stage 1's epoch 0 only, although the alignment epoch 1 scored the same
+    assert best_score == trainer.stage1_score == trainer.best_valid_score
+    assert torch.load(trainer.saved_model_file, weights_only=True)["epoch"] == 0
+
+
 def test_one_fit_runs_both_stages_and_a_killed_stage2_resumes_in_stage2(monkeypatch, workdir):
     model, train, _ = build_tiny(monkeypatch, workdir / "data", extra={**ALIGN, "epochs": 1, "pars_epochs": 2})
     config = train.config

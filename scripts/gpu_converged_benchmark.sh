@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The reasoning study's protocol on a lent GPU machine (see ../.library/device), in one call: profile
+# `converged` (quick sizes, patience 5, a 60-epoch cap that early stopping ends), 3 seeds, every model of
+# scripts/reasoning_benchmark.sh with the same cell identities (so the cells merge into its output folder):
+#   A: REG4Rec, REG4Rec_woCRSS, REG4Rec_woMPQ, with the inference controls on the REG4Rec cells;
+#   B: the paper-faithful model, TIGER, SASRec, GRU4Rec, BERT4Rec;
+#   C: stage-1 studies of the faithful model's limits (codebook size D = 256, M = 6 codebooks; the variants
+#      of scripts/faithful_study.sh).
+# The three groups run side by side, many cells at a time (--jobs): one cell keeps one CPU core busy
+# (RecBole's data pipeline) and leaves the GPU mostly idle. Every cell reports its own stage-1 model too.
+# Finished cells come back as converged.tar.gz (cells/, logs/, configs/, requests/); a timeout keeps them.
+#
+# Setup (wheels in .whl/, the ray stand-in): scripts/device_env.sh.
+# Run (device tool): carry [".whl"], command "bash scripts/gpu_converged_benchmark.sh", timeout_s ~ BENCH_TIMEOUT + 60.
+# Then here: tar -xzf converged.tar.gz -C runs/converged && OUT=runs/converged PROFILE=converged
+#            scripts/reasoning_benchmark.sh report
+#
+# Environment: OUT (set by the device tool), BENCH_TIMEOUT (seconds, default 470), SEEDS (default 3),
+# JOBS_A / JOBS_B / JOBS_C (cells at a time per group), BENCH_FLAGS (extra benchmark flags; local smoke runs:
+# BENCH_FLAGS="--epochs=1 --pars_epochs=1" SEEDS=1 PYTHON=.venv/bin/python bash scripts/gpu_converged_benchmark.sh).
+set -uo pipefail
+source "$(dirname "$0")/device_env.sh"
+
+RUN=/tmp/converged
+rm -rf "$RUN"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1  # one core per cell: the cells, not their threads, share the machine
+CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
+COMMON=(--dataset=ml-100k --profile=converged --seeds="${SEEDS:-3}" --show_progress=False --output="$RUN" --steps=1-4)
+FAITHFUL_STUDY='faithful_D256=REG4Rec[item_fusion_weight=0,pars_enabled=False,codebook_size=256],faithful_M6=REG4Rec[item_fusion_weight=0,pars_enabled=False,n_codebooks=6]'
+
+bench() {  # group name, then benchmark flags
+    local name=$1
+    shift
+    timeout "${BENCH_TIMEOUT:-470}" "$PY" reg4rec.py benchmark "${COMMON[@]}" "$@" ${BENCH_FLAGS:-} > "$OUT/group_$name.log" 2>&1
+    echo "group $name: exit status $? (124 = stopped by BENCH_TIMEOUT)"
+}
+bench A --models='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ' --inference="$CONTROLS" --jobs="${JOBS_A:-9}" &
+sleep 1  # the three harnesses write their own reports into one folder: staggered starts
+bench B --models='faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec,GRU4Rec,BERT4Rec' --jobs="${JOBS_B:-6}" &
+sleep 1
+bench C --models="$FAITHFUL_STUDY" --jobs="${JOBS_C:-3}" &
+wait
+
+tar -czf "$OUT/converged.tar.gz" -C "$RUN" cells logs configs requests benchmark.log environment.json environment.md 2>/dev/null
+"$PY" - "$RUN" <<'EOF'
+"""Every finished cell: epochs, best epoch, stage-2 selection, valid and test NDCG@10 (stage 1's beside)."""
+import json, sys
+from pathlib import Path
+
+print(f"{'cell':36s} {'device':7s} {'epochs':>6s} {'best':>4s} {'st2':>4s} {'valid':>7s} {'test':>7s} {'st1 test':>8s} {'R@10':>7s}")
+for path in sorted(Path(sys.argv[1], "cells").glob("*.json")):
+    cell = json.loads(path.read_text())
+    if cell.get("status") != "ok":
+        print(f"{path.stem:36s} FAILED: {str(cell.get('error', ''))[:200]}")
+        continue
+    stage1 = (cell.get("stage1_results") or {}).get("test", {}).get("ndcg@10", float("nan"))
+    selected = {True: "yes", False: "no"}.get(cell.get("stage2_selected"), "-")
+    print(f"{cell['cell_id']:36s} {cell['device']:7s} {cell['epochs_trained']:6d} {str(cell['best_epoch']):>4s} {selected:>4s} "
+          f"{cell['valid'].get('ndcg@10', float('nan')):7.4f} {cell['test']['ndcg@10']:7.4f} {stage1:8.4f} "
+          f"{cell['test']['recall@10']:7.4f}")
+EOF
+grep -h "FAILED\|done in" "$OUT"/group_*.log | tail -n 40
