@@ -13,13 +13,15 @@
 #         (groups: full ablations faithful tiger baselines report)
 #         PROFILE=converged (patience 5, a cap early stopping ends: the study's protocol) runs every model,
 #         the baselines included (group baselines), instead of copying the quick profile's baseline cells.
+#         JOBS=n runs n cells of a group at a time (give each one core: OMP_NUM_THREADS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-3}"
 OUT="${OUT:-runs/reasoning-quick}"
 PY="${PYTHON:-.venv/bin/python}"
 PROFILE="${PROFILE:-quick}"
-COMMON=(--dataset=ml-100k --profile="$PROFILE" --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4)
+COMMON=(--dataset=ml-100k --profile="$PROFILE" --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4
+        --jobs="${JOBS:-1}")
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 
 ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
