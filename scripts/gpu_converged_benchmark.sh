@@ -55,21 +55,5 @@ RUN_GROUPS="${RUN_GROUPS:-A B}"
 wait
 
 tar -czf "$OUT/converged.tar.gz" -C "$RUN" cells logs configs requests benchmark.log environment.json environment.md 2>/dev/null
-"$PY" - "$RUN" <<'EOF'
-"""Every finished cell: epochs, best epoch, stage-2 selection, valid and test NDCG@10 (stage 1's beside)."""
-import json, sys
-from pathlib import Path
-
-print(f"{'cell':36s} {'device':7s} {'epochs':>6s} {'best':>4s} {'st2':>4s} {'valid':>7s} {'test':>7s} {'st1 test':>8s} {'R@10':>7s}")
-for path in sorted(Path(sys.argv[1], "cells").glob("*.json")):
-    cell = json.loads(path.read_text())
-    if cell.get("status") != "ok":
-        print(f"{path.stem:36s} FAILED: {str(cell.get('error', ''))[:200]}")
-        continue
-    stage1 = (cell.get("stage1_results") or {}).get("test", {}).get("ndcg@10", float("nan"))
-    selected = {True: "yes", False: "no"}.get(cell.get("stage2_selected"), "-")
-    print(f"{cell['cell_id']:36s} {cell['device']:7s} {cell['epochs_trained']:6d} {str(cell['best_epoch']):>4s} {selected:>4s} "
-          f"{cell['valid'].get('ndcg@10', float('nan')):7.4f} {cell['test']['ndcg@10']:7.4f} {stage1:8.4f} "
-          f"{cell['test']['recall@10']:7.4f}")
-EOF
+"$PY" scripts/cells_table.py "$RUN"
 grep -h "FAILED\|done in" "$OUT"/group_*.log | tail -n 40
