@@ -56,10 +56,13 @@ AUTO = "auto"
 #:            first-step token score for the others), so the ID head can recover the beam's misses;
 #: ``tokens`` token scores alone (beam-reached items first, no ID head);
 #: ``id``     the item-ID head alone (``item_log_prior``), no reasoning.
+#: In every mode but ``id``, ``first_step_weight`` (u) adds u * the item's first-step score (the sum over
+#: codebooks of the start state's log-probabilities of its tokens) to every item's score.
 SCORE_MODES = ("fused", "blend", "tokens", "id")
 #: Settings that act at inference only (one trained model serves every value).
 INFERENCE_KEYS = (
-    "score_mode", "item_fusion_weight", "reflection_weight", "reflection_threshold", "reasoning_steps", "beam_size"
+    "score_mode", "item_fusion_weight", "first_step_weight", "reflection_weight", "reflection_threshold",
+    "reasoning_steps", "beam_size",
 )
 #: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
 #: them too, so a trained model can be ranked without CORP or without the prior steering (controls).
@@ -69,7 +72,7 @@ INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
 #: setting: an epoch chosen on the fused score at w = 4 flattered exactly that setting on validation
 #: and lost on test (results/inference-ml-100k, "epoch chosen on the ID head"). It also makes
 #: stage 1's validation as cheap as an ID model's. (w = 4 acts when score_mode is set to fused/blend.)
-PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0}
+PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "first_step_weight": 0.0, "reflection_weight": 0.0}
 #: Beam widths ``beam_size: auto`` chooses from (with the largest topk; never above the catalogue):
 #: the widest until chosen, then the narrowest that ranks validation no worse than the widest.
 BEAM_SIZES = (20, 30, 50)
@@ -314,7 +317,7 @@ class REG4Rec(SequentialRecommender):
                 f"score_mode={mode!r} needs the item-ID head, but item_fusion_weight = 0 (head not trained): "
                 f"train with item_fusion_weight > 0 or use score_mode 'tokens'"
             )
-        for key, low in (("item_fusion_weight", 0.0), ("reflection_weight", 0.0)):
+        for key, low in (("item_fusion_weight", 0.0), ("first_step_weight", 0.0), ("reflection_weight", 0.0)):
             value = new[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
                 raise ValueError(f"{key}={value!r} must be a number >= {low:g} (0 = off) or 'auto'")
@@ -331,6 +334,7 @@ class REG4Rec(SequentialRecommender):
                 setattr(self, key, settings[key])
         self.score_mode = mode
         self.item_fusion_weight = float(new["item_fusion_weight"])
+        self.first_step_weight = float(new["first_step_weight"])
         self.reflection_weight = float(new["reflection_weight"])
         self.reflection_threshold = float(threshold)
         self.reasoning_steps = int(steps)
@@ -682,7 +686,8 @@ class REG4Rec(SequentialRecommender):
         return torch.log_softmax(logits, dim=-1)
 
     def path_scores(self, ctx: EncodedContext, items: torch.Tensor) -> torch.Tensor:
-        """Token score of one item per user along its greedy CRSS path (no beam): ``items [B]`` -> ``[B]``.
+        """Token score of one item per user along its greedy CRSS path (no beam): ``items [B]`` -> ``[B]``,
+        plus ``first_step_weight`` times the item's first-step score.
 
         Equals what a beam wide enough (``crss_beam_branch`` = 1) gives that item.
         """
@@ -698,6 +703,8 @@ class REG4Rec(SequentialRecommender):
             if s > 0 and cfg.corp:
                 score, _ = apply_reflection(score, reflect, cfg)
             tok_lp = log_probs.gather(3, target.view(b, 1, -1, 1)).squeeze(-1)  # [B, 1, M]
+            if s == 0 and self.first_step_weight:  # the start state scores the whole item at once
+                score = score + self.first_step_weight * tok_lp.sum(-1)
             if s == self.reasoning_steps:
                 return (score + tok_lp.masked_fill(emitted, 0.0).sum(-1)).squeeze(1)
             if self.fixed_order:
@@ -766,13 +773,18 @@ class REG4Rec(SequentialRecommender):
         result, prior, fallback = self.beam_search(ctx, trace=False)
         self._count_first_codebooks(result)
         token_score = result.item_scores  # [B, N], -inf = not reached
+        # the first-step score (the fallback) of every item, weighted: how likely the start state, before any
+        # reasoning step, finds the whole item. It re-ranks the reached items (in `tokens` mode the others'
+        # order is this score already); reached items stay above the rest as before
+        first_step = self.first_step_weight * fallback if self.first_step_weight else None
         if self.score_mode == "tokens":
-            return rank_beam_first(token_score, fallback)
+            return rank_beam_first(token_score, fallback, first_step)
         w = self.item_fusion_weight
+        bonus = w * prior if first_step is None else w * prior + first_step
         if self.score_mode == "fused":
-            return rank_beam_first(token_score, fallback, w * prior)
+            return rank_beam_first(token_score, fallback, bonus)
         # blend: one scale for every item, so the ID head can lift an item the beam missed
-        scores = w * prior + torch.where(torch.isfinite(token_score), token_score, fallback)
+        scores = bonus + torch.where(torch.isfinite(token_score), token_score, fallback)
         scores[:, 0] = float("-inf")
         return scores
 

@@ -41,9 +41,11 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parents[2]
 CONTROLS = {
     "ID head alone": {"score_mode": "id"},
-    "previous default (fused, w=4)": {"score_mode": "fused", "item_fusion_weight": 4.0, "reflection_weight": 0.0,
+    "previous default (fused, w=4)": {"score_mode": "fused", "item_fusion_weight": 4.0, "first_step_weight": 0.0,
+                                      "reflection_weight": 0.0,
                                       "reflection_threshold": 0.0},
-    "token scores alone": {"score_mode": "tokens", "reflection_weight": 0.0, "reflection_threshold": 0.0},
+    "token scores alone": {"score_mode": "tokens", "first_step_weight": 0.0, "reflection_weight": 0.0,
+                           "reflection_threshold": 0.0},
 }
 
 #: one switch changed at the best searched setting (the ablations REG4Rec_woSteering / REG4Rec_woCORP,
@@ -82,7 +84,7 @@ def study_checkpoint(model_file: str, verbose: bool = False) -> List[Dict]:
     config, model, _, _, valid, test = load_data_and_model(model_file, overrides=quiet)
     trainer = build_trainer(config, model)
     metric = config["valid_metric"].lower()
-    searched = ("score_mode", "item_fusion_weight", "reflection_weight", "reasoning_steps")
+    searched = ("score_mode", "item_fusion_weight", "first_step_weight", "reflection_weight", "reasoning_steps")
     searched = searched if model.item_head_enabled else searched[2:]
 
     def validation_score() -> float:

@@ -8,14 +8,15 @@ grid and the best validation score (``valid_metric``) wins. The grid is searched
 1. score mode and w: ``id`` (the ID head alone), ``fused`` at each w of :data:`FUSION_WEIGHTS`,
    ``tokens``; then ``blend`` at the chosen w when ``fused`` won — so the choice is never below
    the ID head alone on validation;
-2. the reflection weight of :data:`REFLECTION_WEIGHTS` (not for ``id``, which runs no search);
-3. L = 1..M (not for ``id``);
-4. the beam width (not for ``id``): a cost, not a quality knob. Evaluation time grows about
+2. the first-step weight u of :data:`FIRST_STEP_WEIGHTS` (not for ``id``, which runs no search);
+3. the reflection weight of :data:`REFLECTION_WEIGHTS` (not for ``id``);
+4. L = 1..M (not for ``id``);
+5. the beam width (not for ``id``): a cost, not a quality knob. Evaluation time grows about
    linearly with it, so the narrowest width of :meth:`REG4Rec.beam_sizes` whose per-user
-   validation values are on average not below the widest's (the width groups 1-3 were chosen
+   validation values are on average not below the widest's (the width groups 1-4 were chosen
    at) is kept; any loss, however small, keeps the wider beam.
 
-Groups 2 and 3 are secondary knobs with a neutral value (no reflection, L = M): one leaves it only
+Groups 2-4 are secondary knobs with a neutral value (u = 0, no reflection, L = M): one leaves it only
 when its validation gain over the neutral value exceeds :data:`MIN_GAIN_STANDARD_ERRORS` standard
 errors of the per-user paired differences (the same users ranked under both settings). Chosen by
 the plain best score, these knobs fitted validation noise: on three ml-100k seeds they took
@@ -23,7 +24,7 @@ reflection 0.5 / L = 1 for +0.0005 on validation and cost about 0.002 on test
 (results/inference-ml-100k). ``evaluate`` returning a float instead of per-user values keeps the
 plain best score.
 
-About 23 validation passes on a model with M = 4 (a few seconds each on ml-100k on a CPU).
+About 26 validation passes on a model with M = 4 (a few seconds each on ml-100k on a CPU).
 
 Only the settings set to ``auto`` are searched; the search starts from their provisional values
 (:meth:`REG4Rec.provisional_inference`) whatever the model holds; the others keep their configured
@@ -40,6 +41,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import numpy as np
 
 FUSION_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+FIRST_STEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 REFLECTION_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 #: a secondary knob (reflection weight, L) leaves its neutral value only for a paired validation gain
 #: above this many standard errors
@@ -89,7 +91,8 @@ def select_inference_settings(
     """
     logger = logger or logging.getLogger()
     auto = set(model.auto_inference if searched is None else searched)
-    secondary = {"reflection_weight": 0.0, "reasoning_steps": model.n_codebooks}  # neutral: no reflection, L = M
+    # neutral: no first-step score, no reflection, L = M
+    secondary = {"first_step_weight": 0.0, "reflection_weight": 0.0, "reasoning_steps": model.n_codebooks}
     start = {**model.provisional_inference(), **secondary}
     model.configure_inference(**{key: start[key] for key in auto if key in start})
     chosen: Dict[str, Any] = {}
@@ -149,6 +152,9 @@ def select_inference_settings(
         if "score_mode" in auto and chosen.get("score_mode") == "fused":
             best_of([{"score_mode": "fused"}, {"score_mode": "blend"}])
     searches = model.score_mode != "id"
+    if searches and "first_step_weight" in auto:
+        best_of([{"first_step_weight": u} for u in FIRST_STEP_WEIGHTS],
+                neutral={"first_step_weight": secondary["first_step_weight"]})
     if searches and "reflection_weight" in auto:
         best_of([{"reflection_weight": w} for w in REFLECTION_WEIGHTS],
                 neutral={"reflection_weight": secondary["reflection_weight"]})

@@ -203,9 +203,13 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
         chosen, trials = select_inference_settings(model, functools.partial(self.validation_values, valid_data),
                                                    self.logger)
         metric = self.valid_metric.lower()
-        best = max(score for _, score in trials)
-        self.logger.info(set_color("Inference settings chosen on validation", "pink")
-                         + f": {chosen} (valid {metric} {best:.4f}, {len(trials)} settings tried)")
+        if trials:
+            best = max(score for _, score in trials)
+            self.logger.info(set_color("Inference settings chosen on validation", "pink")
+                             + f": {chosen} (valid {metric} {best:.4f}, {len(trials)} settings tried)")
+        else:  # e.g. only reasoning knobs are auto and the ID head alone ranks: none of them acts
+            self.logger.info(set_color("Inference settings", "pink") + f": nothing to choose on validation, "
+                             f"score_mode={model.score_mode} reads none of the auto settings; kept {chosen}")
         self.chosen_inference = {"settings": chosen, "trials": trials}
         if checkpoint is not None:
             if self.config["single_spec"] or self.config["local_rank"] == 0:

@@ -194,7 +194,8 @@ def test_stage2_from_a_stage1_checkpoint_tests_stage1_when_stage2_never_wins(mon
     checkpoint["best_valid_score"] = float("inf")
     torch.save(checkpoint, first.saved_model_file)
     # fixed inference settings: with `auto` ones the bar would be rescored under the chosen settings
-    fixed = {"score_mode": "fused", "item_fusion_weight": 2.0, "reflection_weight": 0.0, "reasoning_steps": None}
+    fixed = {"score_mode": "fused", "item_fusion_weight": 2.0, "first_step_weight": 0.0, "reflection_weight": 0.0,
+             "reasoning_steps": None}
     model2, train2, test2 = build_tiny(monkeypatch, workdir / "data2", extra={
         **ALIGN, **fixed, "stage1_checkpoint": first.saved_model_file, "pars_learning_rate": 0.01,
         "checkpoint_dir": str(workdir / "saved2")})  # RecBole names files by the second: keep runs apart
@@ -214,7 +215,8 @@ def test_stage2_from_a_stage1_checkpoint_tests_stage1_when_stage2_never_wins(mon
 def test_a_stage2_epoch_that_only_ties_stage1_does_not_replace_it(monkeypatch, workdir):
     """RecBole keeps the later model on a validation tie; stage 2 must beat stage 1 instead. With a zero
     learning rate the alignment epoch leaves the weights as they were, so its validation ties exactly."""
-    fixed = {"score_mode": "fused", "item_fusion_weight": 2.0, "reflection_weight": 0.0, "reasoning_steps": None}
+    fixed = {"score_mode": "fused", "item_fusion_weight": 2.0, "first_step_weight": 0.0, "reflection_weight": 0.0,
+             "reasoning_steps": None}
     model, train, valid = build_tiny(monkeypatch, workdir / "data", extra={
         **ALIGN, **fixed, "epochs": 1, "pars_learning_rate": 0.0})
     trainer = REG4RecTrainer(train.config, model)

@@ -55,7 +55,7 @@ def test_selection_reads_validation_only_and_stores_the_choice(monkeypatch, work
     allow_test()
     chosen = trainer.chosen_inference["settings"]
     trials = trainer.chosen_inference["trials"]
-    assert set(chosen) == {"score_mode", "item_fusion_weight", "reflection_weight", "reasoning_steps"}
+    assert set(chosen) == {"score_mode", "item_fusion_weight", "first_step_weight", "reflection_weight", "reasoning_steps"}
     # the choice is the best validation score among the settings tried, and the ID head alone was tried
     assert max(s for _, s in trials) == next(s for t, s in trials if all(t[k] == v for k, v in chosen.items()))
     assert any(t["score_mode"] == "id" for t, _ in trials)
@@ -101,7 +101,8 @@ def test_selection_never_falls_below_the_id_head_on_validation(monkeypatch, work
 
 def test_only_auto_settings_are_searched(monkeypatch, workdir):
     model, _, _ = build_tiny(monkeypatch, workdir / "data", {"score_mode": "blend", "item_fusion_weight": 2.0,
-                                                            "reflection_weight": 0.0, "reasoning_steps": "auto"})
+                                                            "first_step_weight": 0.0, "reflection_weight": 0.0,
+                                                            "reasoning_steps": "auto"})
     assert model.auto_inference == ("reasoning_steps",)
     seen = []
 
@@ -112,6 +113,20 @@ def test_only_auto_settings_are_searched(monkeypatch, workdir):
     chosen, _ = select_inference_settings(model, evaluate)
     assert chosen == {"reasoning_steps": 2} and len(seen) == model.n_codebooks
     assert all(s["score_mode"] == "blend" and s["item_fusion_weight"] == 2.0 for s in seen)
+
+
+def test_nothing_to_choose_when_the_id_head_alone_ranks(monkeypatch, workdir):
+    """Only reasoning knobs auto and score_mode id fixed: no setting acts, the choice keeps them and says so."""
+    fixed = {"score_mode": "id", "item_fusion_weight": 2.0, "reflection_weight": 0.0, "reasoning_steps": None,
+             "first_step_weight": "auto", "pars_enabled": False, "epochs": 1}
+    model, train, valid, _ = _build_with_validation(monkeypatch, workdir / "data", fixed)
+    assert model.auto_inference == ("first_step_weight",)
+    trainer = REG4RecTrainer(train.config, model)
+    messages = []
+    monkeypatch.setattr(trainer.logger, "info", lambda message, *a, **k: messages.append(str(message)))
+    trainer.fit(train, valid, verbose=False, saved=True)
+    assert trainer.chosen_inference == {"settings": {"first_step_weight": 0.0}, "trials": []}
+    assert any("nothing to choose on validation" in m for m in messages)
 
 
 def test_fit_without_validation_data_keeps_the_provisional_settings(monkeypatch, workdir):
@@ -126,21 +141,23 @@ def test_fit_without_validation_data_keeps_the_provisional_settings(monkeypatch,
 
 
 def test_secondary_knobs_leave_their_neutral_value_only_beyond_noise(monkeypatch, workdir):
-    """Reflection weight and L move from 0 / M only when the paired per-user gain on validation
-    exceeds one standard error; a gain within noise keeps the neutral value."""
+    """First-step weight, reflection weight and L move from 0 / 0 / M only when the paired per-user gain
+    on validation exceeds one standard error; a gain within noise keeps the neutral value."""
     model, _, _ = build_tiny(monkeypatch, workdir, {**AUTO, "score_mode": "fused", "item_fusion_weight": 2.0})
     rng = np.random.default_rng(0)
     base = rng.random(400)
     noise = rng.normal(0.0, 0.05, 400)
     gains = {}
 
-    def evaluate():  # per-user validation values; reflection 1 gains 0.002 on average, L = 1 gains 0.05
+    def evaluate():  # per-user validation values; u = 1 gains 0.03, reflection 1 gains 0.002 on average, L = 1 0.05
         gain = gains.get(("reflection", model.reflection_weight), 0.0) + gains.get(("L", model.reasoning_steps), 0.0)
+        gain += gains.get(("u", model.first_step_weight), 0.0)
         noisy = model.reflection_weight == 1.0
         return base + gain + (noise if noisy else 0.0)
 
-    gains.update({("reflection", 1.0): 0.002, ("L", 1): 0.05})
+    gains.update({("reflection", 1.0): 0.002, ("L", 1): 0.05, ("u", 1.0): 0.03})
     chosen, trials = select_inference_settings(model, evaluate)
+    assert chosen["first_step_weight"] == 1.0  # beyond noise: taken
     at_m = {t["reflection_weight"]: s for t, s in trials if t["reasoning_steps"] == model.n_codebooks}
     assert at_m[1.0] > at_m[0.0]  # the better mean ...
     assert chosen["reflection_weight"] == 0.0  # ... within noise: kept neutral

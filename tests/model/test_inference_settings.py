@@ -9,7 +9,7 @@ from recbole.config import Config
 
 from tiny_models import build_tiny
 from recbole_reg4rec.model import REG4Rec_woMPQ, REG4Rec_woSteering
-from recbole_reg4rec.model.reg4rec import INFERENCE_KEYS
+from recbole_reg4rec.model.reg4rec import INFERENCE_KEYS, rank_beam_first
 from recbole_reg4rec.tokenizer.product import train_pq_kmeans
 
 
@@ -154,10 +154,12 @@ def test_first_codebook_report_counts_every_user(tiny):
 def test_auto_settings_are_provisional_until_chosen(monkeypatch, workdir):
     model, _, _ = build_tiny(monkeypatch, workdir, {"score_mode": "auto", "item_fusion_weight": "auto",
                                                      "reflection_weight": "auto", "reasoning_steps": "auto"})
-    assert set(model.auto_inference) == {"score_mode", "item_fusion_weight", "reflection_weight", "reasoning_steps"}
+    assert set(model.auto_inference) == {"score_mode", "item_fusion_weight", "first_step_weight", "reflection_weight",
+                                         "reasoning_steps"}  # first_step_weight: auto by default
     assert model.item_head_enabled
     # training validates on the ID head alone until the settings are chosen (no reasoning setting favoured)
-    assert model.inference_settings() == {"score_mode": "id", "item_fusion_weight": 4.0, "reflection_weight": 0.0,
+    assert model.inference_settings() == {"score_mode": "id", "item_fusion_weight": 4.0, "first_step_weight": 0.0,
+                                          "reflection_weight": 0.0,
                                           "reflection_threshold": 0.0, "reasoning_steps": model.n_codebooks,
                                           "beam_size": 10}  # configured (tests/tiny_models.py), not auto
     assert model.provisional_inference() == {k: v for k, v in model.inference_settings().items()
@@ -214,3 +216,50 @@ def test_wo_steering_changes_only_the_path_ranking(monkeypatch, workdir):
     assert not model.beam_config().corp
     with pytest.raises(ValueError, match="corp_enabled='no' must be True or False"):
         model.configure_inference(corp_enabled="no")
+
+
+def test_first_step_weight_reranks_reached_items_only(tiny):
+    """u * (the item's first-step score) is added to every item: in ``tokens`` mode the beam-reached items are
+    re-ranked among themselves and the others keep their order (their score is that first-step score); in every
+    mode the reached items stay above the others, and u = 0 changes nothing."""
+    model, inter = tiny
+    for mode in ("tokens", "fused"):
+        off = _scores(model, inter, score_mode=mode, first_step_weight=0.0)
+        on = _scores(model, inter, score_mode=mode, first_step_weight=2.0)
+        assert not torch.equal(off, on)
+        model.configure_inference(score_mode=mode, first_step_weight=0.0)
+        with torch.no_grad():
+            ctx = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
+            result, _, fallback = model.beam_search(ctx, trace=False)
+        reached = torch.isfinite(result.item_scores)
+        reached[:, 0] = False
+        assert reached.any()
+        for u in range(on.size(0)):
+            below = ~reached[u]
+            below[0] = False
+            if mode == "tokens":
+                assert torch.equal(on[u, below].argsort(stable=True), off[u, below].argsort(stable=True))
+                assert torch.equal(fallback[u, below].argsort(stable=True), off[u, below].argsort(stable=True))
+            if reached[u].any():
+                assert on[u, reached[u]].min() > on[u, below].max()
+    # u = 0: the token ranking as it was, beam-reached items by their path score, the rest by the fallback
+    model.configure_inference(score_mode="tokens", first_step_weight=0.0)
+    with torch.no_grad():
+        result, _, fallback = model.beam_search(ctx, trace=False)
+    assert torch.equal(_scores(model, inter), rank_beam_first(result.item_scores, fallback))
+    with pytest.raises(ValueError, match="first_step_weight=-1.0 must be a number >= 0"):
+        model.configure_inference(first_step_weight=-1.0)
+
+
+def test_sampled_scores_add_the_first_step_score_of_the_item(tiny):
+    """predict() (sampled evaluation) scores an item by its greedy path plus u * its first-step score."""
+    model, inter = tiny
+    items = inter[model.ITEM_ID]
+    model.configure_inference(score_mode="tokens", first_step_weight=0.0)
+    with torch.no_grad():
+        plain = model.predict(inter)
+        ctx = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
+        _, _, fallback = model.beam_search(ctx, trace=False)
+        model.configure_inference(first_step_weight=1.5)
+        with_first_step = model.predict(inter)
+    torch.testing.assert_close(with_first_step, plain + 1.5 * fallback.gather(1, items.unsqueeze(1)).squeeze(1))
