@@ -36,7 +36,9 @@ for group in "${groups[@]}"; do
     full) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=REG4Rec --inference="$CONTROLS" ;;
     ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" \
         --models='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ' ;;
-    faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' ;;
+    # (control: the same faithful models without the first-step score, u = 0)
+    faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' \
+        --inference='first_step_weight=0' ${FAITHFUL_FLAGS:-} ;;
     tiger) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=TIGER ;;
     baselines) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=SASRec,GRU4Rec,BERT4Rec ;;
     # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
@@ -45,7 +47,8 @@ for group in "${groups[@]}"; do
         for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
       fi
       # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
-      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec' --report_only
+      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec' \
+        --inference='first_step_weight=0' --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
     *) echo "unknown group $group (full, ablations, faithful, tiger, baselines, report)" >&2; exit 2 ;;
