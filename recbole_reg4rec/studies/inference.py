@@ -1,6 +1,6 @@
 """Inference settings of trained REG4Rec checkpoints, chosen on validation, test only reported.
 
-Every inference setting (score mode, ID-head weight w, reflection weight, reasoning steps L) acts at
+Every inference setting (score mode, ID-head weight w, first-step weight u, reflection weight, reasoning steps L) acts at
 inference only, so one trained model per seed serves the whole study. For each checkpoint:
 
 1. the ``auto`` selection of the trainer (:mod:`recbole_reg4rec.trainer.inference_selection`) runs
@@ -191,15 +191,17 @@ def summary_markdown(rows: List[Dict]) -> str:
              "Selection on valid NDCG@10 only; test numbers reported. Same trained weights in every row of a seed.", ""]
     named = ["chosen on validation"] + list(CONTROLS) + list(ABLATIONS)
     per = {name: [] for name in named}
-    lines += ["| seed | row | score_mode | w | reflection w | L | valid NDCG@10 | test NDCG@10 | test Recall@10 | first codebook ≠ most common |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| seed | row | score_mode | w | u | reflection w | L | valid NDCG@10 | test NDCG@10 | test Recall@10 | "
+              "first codebook ≠ most common |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for seed in seeds:
         mine = [r for r in rows if r["seed"] == seed]
         picks = [next(r for r in mine if r["chosen"])] + [next(r for r in mine if r["row"] == n) for n in named[1:]]
         for name, r in zip(named, picks):
             per[name].append(r)
             share = r["first_codebook_differs"]
-            lines.append(f"| {seed} | {name} | {r['score_mode']} | {r['item_fusion_weight']:g} | {r['reflection_weight']:g} | "
+            lines.append(f"| {seed} | {name} | {r['score_mode']} | {r['item_fusion_weight']:g} | "
+                         f"{r.get('first_step_weight', 0.0):g} | {r['reflection_weight']:g} | "
                          f"{r['reasoning_steps']} | {r['valid_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} | "
                          f"{r['test_recall@10']:.4f} | {'—' if share != share else f'{100 * share:.1f} %'} |")
     if len(seeds) > 1:
