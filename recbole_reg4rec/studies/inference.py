@@ -7,7 +7,8 @@ inference only, so one trained model per seed serves the whole study. For each c
    on the validation split with every setting searched;
 2. every setting it tried is then evaluated on the test split as well (reported, never chosen);
 3. the controls of the same weights: the ID head alone (``score_mode=id``), the previous default
-   (``fused``, w = 4, no reflection, L = M) and token scores alone; the inference-only ablations
+   (``fused``, w = 4, no reflection, L = M), token scores alone, and token scores plus the first-step
+   score (u = 1); the inference-only ablations
    at the best searched setting (no prior steering = REG4Rec_woSteering, plain beam =
    REG4Rec_woCORP); plus the share of users whose first CRSS codebook differs from the most
    common one;
@@ -46,6 +47,9 @@ CONTROLS = {
                                       "reflection_threshold": 0.0},
     "token scores alone": {"score_mode": "tokens", "first_step_weight": 0.0, "reflection_weight": 0.0,
                            "reflection_threshold": 0.0},
+    # the token side with the start state's view of each item added (u = 1): what the paper-faithful model ranks by
+    "token scores + first-step score (u=1)": {"score_mode": "tokens", "first_step_weight": 1.0, "reflection_weight": 0.0,
+                                              "reflection_threshold": 0.0},
 }
 
 #: one switch changed at the best searched setting (the ablations REG4Rec_woSteering / REG4Rec_woCORP,
