@@ -45,6 +45,9 @@ class ItemExplanation:
     label: str  # e.g. the title, when the dataset has one
     score: float  # full_sort_predict score
     reached_by_beam: bool
+    # the start state's view of the whole item (sum of its tokens' first-step log-probabilities); the score
+    # holds first_step_weight times it
+    first_step_score: float = float("nan")
     path: List[Step] = field(default_factory=list)
     completion: List[Dict] = field(default_factory=list)  # tokens of codebooks not emitted (L < M)
 
@@ -57,6 +60,7 @@ class UserExplanation:
     pruned_by_reflection: int
     merged_paths: int
     items: List[ItemExplanation]
+    first_step_weight: float = 0.0  # u of the scores (inference setting)
 
 
 class TokenDescriber:
@@ -140,7 +144,8 @@ def explain_interaction(model, interaction, dataset, topk: int = 10, describer: 
         items = []
         for rank, (item, score) in enumerate(zip(top_items[u].tolist(), top_scores[u].tolist()), start=1):
             reached = bool(torch.isfinite(result.item_scores[u, item]))
-            entry = ItemExplanation(rank, str(dataset.id2token(dataset.iid_field, item)), describer.label(item), score, reached)
+            entry = ItemExplanation(rank, str(dataset.id2token(dataset.iid_field, item)), describer.label(item), score, reached,
+                                    float(fallback[u, item]))
             # the best live path this item is consistent with
             best, best_score = None, float("-inf")
             for k in live.nonzero().squeeze(1).tolist():
@@ -168,6 +173,7 @@ def explain_interaction(model, interaction, dataset, topk: int = 10, describer: 
             pruned_by_reflection=int(result.pruned_reflection[u]),
             merged_paths=int(result.merged[u]),
             items=items,
+            first_step_weight=float(model.first_step_weight),
         ))
     return out
 
@@ -211,12 +217,14 @@ def format_explanations(explanations: Sequence[UserExplanation]) -> str:
     lines: List[str] = []
     for ex in explanations:
         lines.append(f"user {ex.user}: history {' '.join(ex.history[-10:])}")
+        if ex.first_step_weight:
+            lines.append(f"  scores add {ex.first_step_weight:g} x the item's first-step score (the start state's view of it)")
         lines.append(
             f"  CORP pruned {ex.pruned_by_catalogue} inconsistent candidates, {ex.pruned_by_reflection} paths by"
             f" reflection, merged {ex.merged_paths} equal token sets"
         )
         for it in ex.items:
-            lines.append(f"  #{it.rank} item {it.item} {it.label!s} score {it.score:.3f}"
+            lines.append(f"  #{it.rank} item {it.item} {it.label!s} score {it.score:.3f} first-step {it.first_step_score:.2f}"
                          + ("" if it.reached_by_beam else " (fallback, not reached by the beam)"))
             for s, st in enumerate(it.path, start=1):
                 lines.append(

@@ -54,10 +54,14 @@ def test_run_recbole_trains_evaluates_and_reloads(toy_cfg, workdir, capsys):
     # 3 codebooks of 8 tokens spell 512 token sets for 100 items: CORP must drop some candidates;
     # with reflection_threshold 0 (default) it drops none by reflection
     assert ex[0].pruned_by_catalogue > 0 and ex[0].pruned_by_reflection == 0
+    # each item's first-step score: the sum of its tokens' start-state log-probabilities (finite, below 0)
+    assert all(-float("inf") < it.first_step_score < 0 for it in ex[0].items)
+    assert ex[0].first_step_weight == model.first_step_weight
     capsys.readouterr()
     assert cli.main(["explain", "--model_file", files[0], "--users", users[0], "--topk", "2", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed[0]["user"] == users[0] and len(printed[0]["items"]) == 2
+    assert "first_step_score" in printed[0]["items"][0] and "first_step_weight" in printed[0]
     assert cli.main(["explain", "--model_file", files[0], "--users", "no-such-user"]) == 2
 
 
