@@ -212,7 +212,10 @@ def run_benchmark(req: BenchmarkRequest, echo: Callable[[str], None] = lambda m:
     skipped: List[str] = []
     failed: List[str] = []
     n = len(cells)
-    head = lambda cell: f"[{cell.index}/{n}] {cell.spec.label} seed {cell.seed}"  # noqa: E731
+
+    def head(cell: Cell) -> str:
+        return f"[{cell.index}/{n}] {cell.spec.label} seed {cell.seed}"
+
     to_run: List[Cell] = []
     for cell in cells:
         if _is_done(store, cell, req.report_only):
