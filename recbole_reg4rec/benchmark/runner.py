@@ -146,21 +146,13 @@ class _Stage1Recorder:
 
     @staticmethod
     def _measure(trainer, test_data, show_progress: bool, first_epoch: int) -> Dict[str, Any]:
-        import random
+        from ..compat.checkpoints import restore_rng_state, rng_state
 
-        import numpy as np
-        import torch
-
-        states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                  torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        states = rng_state()  # the ones a checkpoint keeps for an exact resume
         try:
             test = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
         finally:
-            random.setstate(states[0])
-            np.random.set_state(states[1])
-            torch.set_rng_state(states[2])
-            if states[3] is not None:
-                torch.cuda.set_rng_state_all(states[3])
+            restore_rng_state(states)
         return {
             "first_stage2_epoch": int(first_epoch),
             "valid": {k: float(v) for k, v in dict(trainer.best_valid_result or {}).items()},

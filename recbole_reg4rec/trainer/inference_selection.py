@@ -43,7 +43,7 @@ import numpy as np
 FUSION_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 FIRST_STEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 REFLECTION_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
-#: a secondary knob (reflection weight, L) leaves its neutral value only for a paired validation gain
+#: a secondary knob (first-step weight, reflection weight, L) leaves its neutral value only for a paired validation gain
 #: above this many standard errors
 MIN_GAIN_STANDARD_ERRORS = 1.0
 

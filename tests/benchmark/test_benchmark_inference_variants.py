@@ -93,3 +93,30 @@ def test_a_one_stage_cell_has_no_stage1_row(workdir):
     record = run_cell(request)
     assert "stage1_results" not in record and "stage2_selected" not in record
     assert list(runs_frame([record])["label"]) == ["REG4Rec"]
+
+
+def test_measuring_the_stage1_model_leaves_every_random_state_as_it_was():
+    """The stage-1 test pass sits inside fit(): whatever it draws must not shift what stage 2 draws next."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from recbole_reg4rec.benchmark.runner import _Stage1Recorder
+
+    class Trainer:
+        best_valid_result = {"ndcg@10": 0.5}
+
+        def evaluate(self, data, load_best_model, show_progress):
+            random.random(), np.random.rand(), torch.rand(3)  # an evaluation that consumes randomness
+            return {"ndcg@10": 0.25}
+
+    def draws():
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    expected = draws()
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    result = _Stage1Recorder._measure(Trainer(), None, False, first_epoch=7)
+    assert draws() == expected
+    assert result == {"first_stage2_epoch": 7, "valid": {"ndcg@10": 0.5}, "test": {"ndcg@10": 0.25}}
