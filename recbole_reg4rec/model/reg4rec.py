@@ -644,7 +644,7 @@ class REG4Rec(SequentialRecommender):
             labels = torch.stack([torch.ones_like(neg_labels), neg_labels], dim=1)
             loss = loss + self.reflection_loss_weight * F.binary_cross_entropy_with_logits(refl, labels)
         if self.composed_item_loss_weight > 0:
-            item_logits = self.composed_item_logits(logits[:, 0])  # [B, N]
+            item_logits = self.composed_item_logits(ctx.last)  # [B, N]
             loss = loss + self.composed_item_loss_weight * F.cross_entropy(item_logits, pos_items)
         if self.item_head_enabled and self.item_loss_weight > 0:
             items = ctx.items if ctx.items is not None else self.item_table()  # the encoder already built it
@@ -652,18 +652,35 @@ class REG4Rec(SequentialRecommender):
             loss = loss + self.item_loss_weight * F.cross_entropy(item_logits, pos_items)
         return loss
 
-    def composed_item_logits(self, start_logits: torch.Tensor) -> torch.Tensor:
-        """Item logits composed from the start state's token logits: ``start_logits [B, M, D]``
-        (every codebook before any token is emitted) -> ``[B, N]``, item ``i`` scored
-        ``sum_r start_logits[r, codes[i, r]]`` (item 0, the padding, -inf).
+    @property
+    def composed_head_enabled(self) -> bool:
+        """Whether the token-composed item head is trained (``composed_item_loss_weight`` > 0)."""
+        return self.composed_item_loss_weight > 0
 
-        A softmax over these is an item-level objective in token space: it asks the first step,
-        which every beam path starts from, to rank whole items, as an ID softmax would, but with
-        items built from shared token weights (no per-item parameter). Up to a per-user constant
-        this is the beam's fallback score (:meth:`item_token_sums` of the first-step log-probabilities).
+    def composed_item_logits(self, user_state: torch.Tensor) -> torch.Tensor:
+        """Item logits of the token-composed item head: ``user_state [B, H]`` -> ``[B, N]``, item ``i``
+        scored ``user_state . sum_r e_r(codes[i, r])`` with the (input) token embeddings ``e_r``
+        (item 0, the padding, -inf).
+
+        An item-level softmax over these is an item-level objective in token space: whole items are
+        ranked as an ID softmax would rank them, but every item is built from token weights that
+        items share (no per-item output parameter, as in RecJPQ). It is a head of its own on the
+        encoder's user state: the decoder's per-codebook heads, which the beam reads, keep their
+        own objective (sharing the start state's logits between both objectives degraded the
+        beam, see ``results/faithful-study-ml-100k``).
         """
-        scores = self.item_token_sums(start_logits)
+        tokens_only = self.token_embedding.item_embeddings(self.codes)  # [N, H], no ID embedding
+        scores = user_state @ tokens_only.t()
         return scores.index_fill(1, torch.zeros(1, dtype=torch.long, device=scores.device), float("-inf"))
+
+    def first_step_scores(self, ctx: EncodedContext, start_log_probs: torch.Tensor) -> torch.Tensor:
+        """Every item judged whole before any reasoning step, ``[B, N]``: the composed head's item
+        log-probabilities when it is trained, else the start state's log-probabilities
+        ``start_log_probs [B, M, D]`` of the item's tokens summed over codebooks. It orders the items
+        the beam does not reach and is what ``first_step_weight`` adds to every score."""
+        if self.composed_head_enabled:
+            return torch.log_softmax(self.composed_item_logits(ctx.last), dim=-1)
+        return self.item_token_sums(start_log_probs)
 
     def item_token_sums(self, token_scores: torch.Tensor) -> torch.Tensor:
         """Per-token scores of every codebook summed over each item's tokens: ``token_scores [B, M, D]``
@@ -698,12 +715,15 @@ class REG4Rec(SequentialRecommender):
         cb = torch.zeros(b, 1, 0, dtype=torch.long, device=items.device)
         emitted = torch.zeros(b, 1, self.n_codebooks, dtype=torch.bool, device=items.device)
         score = torch.zeros(b, 1, device=items.device)
+        if self.first_step_weight and self.composed_head_enabled:  # the whole item, from the composed head
+            whole = torch.log_softmax(self.composed_item_logits(ctx.last), dim=-1).gather(1, items.unsqueeze(1))
+            score = score + self.first_step_weight * whole  # [B, 1]
         for s in range(self.reasoning_steps + 1):
             log_probs, reflect = step(cb, target.gather(1, cb.view(b, -1)).view(b, 1, -1))  # [B, 1, M, D]
             if s > 0 and cfg.corp:
                 score, _ = apply_reflection(score, reflect, cfg)
             tok_lp = log_probs.gather(3, target.view(b, 1, -1, 1)).squeeze(-1)  # [B, 1, M]
-            if s == 0 and self.first_step_weight:  # the start state scores the whole item at once
+            if s == 0 and self.first_step_weight and not self.composed_head_enabled:  # the start state's view
                 score = score + self.first_step_weight * tok_lp.sum(-1)
             if s == self.reasoning_steps:
                 return (score + tok_lp.masked_fill(emitted, 0.0).sum(-1)).squeeze(1)
@@ -740,7 +760,7 @@ class REG4Rec(SequentialRecommender):
         no head of a codebook a path already emitted.
 
         Returns the :class:`BeamResult`, the item log-prior ``[B, N]`` (or None) and the
-        fallback token score ``[B, N]`` (sum over codebooks of the first-step log-probabilities).
+        fallback score ``[B, N]`` (:meth:`first_step_scores`).
         """
         b = ctx.last.size(0)
         cfg = self.beam_config()
@@ -750,7 +770,7 @@ class REG4Rec(SequentialRecommender):
         prior = self.item_log_prior(ctx)
         result = corp_beam_search(step, index, b, cfg, prior)
         # the search's first step already scored the empty path: no decoder pass of its own
-        return result, prior, self.item_token_sums(result.start_log_probs)  # fallback [B, N]
+        return result, prior, self.first_step_scores(ctx, result.start_log_probs)  # fallback [B, N]
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item ``[B, N]`` under ``score_mode`` (see :data:`SCORE_MODES`): by default

@@ -251,9 +251,13 @@ def test_first_step_weight_reranks_reached_items_only(tiny):
         model.configure_inference(first_step_weight=-1.0)
 
 
-def test_sampled_scores_add_the_first_step_score_of_the_item(tiny):
-    """predict() (sampled evaluation) scores an item by its greedy path plus u * its first-step score."""
+@pytest.mark.parametrize("composed_head", [False, True])
+def test_sampled_scores_add_the_first_step_score_of_the_item(tiny, composed_head, monkeypatch):
+    """predict() (sampled evaluation) scores an item by its greedy path plus u * its first-step score, which
+    full-sort ranking reads as the fallback: the start state's token log-probabilities, or the composed
+    item head's log-probabilities once that head is trained."""
     model, inter = tiny
+    monkeypatch.setattr(model, "composed_item_loss_weight", 1.0 if composed_head else 0.0)
     items = inter[model.ITEM_ID]
     model.configure_inference(score_mode="tokens", first_step_weight=0.0)
     with torch.no_grad():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tiny_models import build_tiny
 from recbole_reg4rec.model.catalogue_index import CatalogueIndex
@@ -130,26 +131,33 @@ def test_training_reduces_the_loss(tiny):
     assert model.calculate_loss(batch).item() < 0.7 * first
 
 
-def test_composed_item_logits_sum_the_start_state_token_logits(tiny):
-    """Item ``i``'s composed logit is the sum over codebooks of the start state's logit of its own
-    token; the padding item is -inf; the loss term trains the decoder's start state."""
+def test_composed_item_head_scores_items_by_their_token_embeddings(tiny):
+    """Item ``i``'s composed logit is the user state dotted with the sum of its token embeddings (no
+    ID embedding); the padding item is -inf; the loss term trains the encoder and token embeddings,
+    not the decoder's heads, and once on, the composed head is the first-step score."""
     model, train, _ = tiny
     model.eval()
     ctx, inter = _ctx(model, train)
-    empty = torch.zeros(ctx.last.size(0), 1, 0, dtype=torch.long)
-    start = model.token_logits(model.decode(ctx, empty, empty)[:, 0, 0])  # [B, M, D]
-    composed = model.composed_item_logits(start)  # [B, N]
+    composed = model.composed_item_logits(ctx.last)  # [B, N]
     assert composed.shape == (ctx.last.size(0), model.n_items) and torch.isneginf(composed[:, 0]).all()
+    table = model.token_embedding.embedding.weight
     for item in (1, 7, model.n_items - 1):
-        expected = sum(start[:, r, model.codes[item, r]] for r in range(model.n_codebooks))
-        torch.testing.assert_close(composed[:, item], expected)
+        embedding = sum(table[model.token_embedding.offsets[r] + model.codes[item, r]] for r in range(model.n_codebooks))
+        torch.testing.assert_close(composed[:, item], ctx.last @ embedding)
+    start = torch.randn(ctx.last.size(0), model.n_codebooks, max(model.codebook_sizes))
+    torch.testing.assert_close(model.first_step_scores(ctx, start), model.item_token_sums(start))
     plain = model.calculate_loss(inter).item()
     model.composed_item_loss_weight = 1.0
+    whole = model.first_step_scores(ctx, start)  # now the composed head's item log-probabilities
+    torch.testing.assert_close(whole, torch.log_softmax(composed, dim=-1))
     torch.manual_seed(0)
     loss = model.calculate_loss(inter)
     assert torch.isfinite(loss) and loss.item() > plain  # a cross-entropy over N items is added
-    loss.backward()
-    assert model.bos.grad is not None and model.bos.grad.abs().sum() > 0
+    model.zero_grad()
+    (model.composed_item_loss_weight * F.cross_entropy(model.composed_item_logits(model.encode(
+        inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]).last), inter[model.POS_ITEM_ID])).backward()
+    assert model.token_embedding.embedding.weight.grad.abs().sum() > 0
+    assert model.heads.proj.weight.grad is None  # the beam's heads keep their own objective
 
 
 def test_full_sort_predict_ranks_every_item(tiny):
