@@ -72,6 +72,8 @@ INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
 #: setting: an epoch chosen on the fused score at w = 4 flattered exactly that setting on validation
 #: and lost on test (results/inference-ml-100k, "epoch chosen on the ID head"). It also makes
 #: stage 1's validation as cheap as an ID model's. (w = 4 acts when score_mode is set to fused/blend.)
+#: ``composed_item_loss_weight: auto`` without an ID head (chosen on validation: results/faithful-study-ml-100k)
+COMPOSED_WEIGHT_WITHOUT_ID_HEAD = 1.0
 PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "first_step_weight": 0.0, "reflection_weight": 0.0}
 #: Beam widths ``beam_size: auto`` chooses from (with the largest topk; never above the catalogue):
 #: the widest until chosen, then the narrowest that ranks validation no worse than the widest.
@@ -216,8 +218,10 @@ class REG4Rec(SequentialRecommender):
         if self.crss_confidence not in CONFIDENCES:
             raise ValueError(f"crss_confidence must be one of {CONFIDENCES}, got {self.crss_confidence!r}")
         weight = self.composed_item_loss_weight
+        if weight == AUTO:  # the item-level head of a model without an ID head; none beside the ID head
+            weight = 0.0 if self.item_head_enabled else COMPOSED_WEIGHT_WITHOUT_ID_HEAD
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-            raise ValueError(f"composed_item_loss_weight={weight!r} must be a number >= 0 (0 = off)")
+            raise ValueError(f"composed_item_loss_weight={weight!r} must be a number >= 0 (0 = off) or 'auto'")
         self.composed_item_loss_weight = float(weight)
         if self.token_temperature <= 0:
             raise ValueError(f"token_temperature must be > 0, got {self.token_temperature}")
@@ -312,7 +316,12 @@ class REG4Rec(SequentialRecommender):
         mode = new["score_mode"]
         if mode not in SCORE_MODES:
             raise ValueError(f"score_mode={mode!r} is unknown: use one of {', '.join((AUTO,) + SCORE_MODES)}")
-        if mode in ("id", "blend") and not self.item_head_enabled:
+        if mode == "id" and not self.item_head_enabled and not self.composed_head_enabled:
+            raise ValueError(
+                "score_mode='id' ranks by an item-level head, but neither is trained (item_fusion_weight = 0 "
+                "and composed_item_loss_weight = 0): train one of them or use score_mode 'tokens'"
+            )
+        if mode == "blend" and not self.item_head_enabled:
             raise ValueError(
                 f"score_mode={mode!r} needs the item-ID head, but item_fusion_weight = 0 (head not trained): "
                 f"train with item_fusion_weight > 0 or use score_mode 'tokens'"
@@ -673,13 +682,17 @@ class REG4Rec(SequentialRecommender):
         scores = user_state @ tokens_only.t()
         return scores.index_fill(1, torch.zeros(1, dtype=torch.long, device=scores.device), float("-inf"))
 
+    def composed_log_probs(self, ctx: EncodedContext) -> torch.Tensor:
+        """The composed item head's item log-probabilities ``[B, N]`` (item 0 -inf)."""
+        return torch.log_softmax(self.composed_item_logits(ctx.last), dim=-1)
+
     def first_step_scores(self, ctx: EncodedContext, start_log_probs: torch.Tensor) -> torch.Tensor:
         """Every item judged whole before any reasoning step, ``[B, N]``: the composed head's item
         log-probabilities when it is trained, else the start state's log-probabilities
         ``start_log_probs [B, M, D]`` of the item's tokens summed over codebooks. It orders the items
         the beam does not reach and is what ``first_step_weight`` adds to every score."""
         if self.composed_head_enabled:
-            return torch.log_softmax(self.composed_item_logits(ctx.last), dim=-1)
+            return self.composed_log_probs(ctx)
         return self.item_token_sums(start_log_probs)
 
     def item_token_sums(self, token_scores: torch.Tensor) -> torch.Tensor:
@@ -702,6 +715,11 @@ class REG4Rec(SequentialRecommender):
         logits[:, 0] = float("-inf")
         return torch.log_softmax(logits, dim=-1)
 
+    def item_level_scores(self, ctx: EncodedContext) -> torch.Tensor:
+        """What score mode ``id`` ranks by, ``[B, N]``: the ID head's log-probabilities, or the composed
+        item head's in a model without an ID head (a control: the model's item-level head, no reasoning)."""
+        return self.item_log_prior(ctx) if self.item_head_enabled else self.composed_log_probs(ctx)
+
     def path_scores(self, ctx: EncodedContext, items: torch.Tensor) -> torch.Tensor:
         """Token score of one item per user along its greedy CRSS path (no beam): ``items [B]`` -> ``[B]``,
         plus ``first_step_weight`` times the item's first-step score.
@@ -716,7 +734,7 @@ class REG4Rec(SequentialRecommender):
         emitted = torch.zeros(b, 1, self.n_codebooks, dtype=torch.bool, device=items.device)
         score = torch.zeros(b, 1, device=items.device)
         if self.first_step_weight and self.composed_head_enabled:  # the whole item, from the composed head
-            whole = torch.log_softmax(self.composed_item_logits(ctx.last), dim=-1).gather(1, items.unsqueeze(1))
+            whole = self.composed_log_probs(ctx).gather(1, items.unsqueeze(1))
             score = score + self.first_step_weight * whole  # [B, 1]
         for s in range(self.reasoning_steps + 1):
             log_probs, reflect = step(cb, target.gather(1, cb.view(b, -1)).view(b, 1, -1))  # [B, 1, M, D]
@@ -744,7 +762,7 @@ class REG4Rec(SequentialRecommender):
         items = interaction[self.ITEM_ID]
         prior = self.item_log_prior(ctx)
         if self.score_mode == "id":
-            return prior.gather(1, items.unsqueeze(1)).squeeze(1)
+            return self.item_level_scores(ctx).gather(1, items.unsqueeze(1)).squeeze(1)
         score = self.path_scores(ctx, items)
         if self.score_mode in ("fused", "blend"):
             score = score + self.item_fusion_weight * prior.gather(1, items.unsqueeze(1)).squeeze(1)
@@ -768,9 +786,16 @@ class REG4Rec(SequentialRecommender):
         step = self.step_function(ctx, reflection=needs_reflection(cfg), remaining_only=not trace)
         index = self.catalogue()
         prior = self.item_log_prior(ctx)
-        result = corp_beam_search(step, index, b, cfg, prior)
+        whole = self.composed_log_probs(ctx) if self.composed_head_enabled else None  # [B, N]
+        steer = prior
+        if prior is None and whole is not None and self.first_step_weight and self.beam_prior_steering and cfg.corp:
+            # no ID head: the composed head, which the scores add with weight u, steers the paths as the ID head
+            # would (a path ranked by its token score + u * log(mass of its consistent items))
+            steer, cfg.fusion_weight = whole, self.first_step_weight
+        result = corp_beam_search(step, index, b, cfg, steer)
         # the search's first step already scored the empty path: no decoder pass of its own
-        return result, prior, self.first_step_scores(ctx, result.start_log_probs)  # fallback [B, N]
+        fallback = whole if whole is not None else self.item_token_sums(result.start_log_probs)
+        return result, prior, fallback  # fallback [B, N]: the first-step score
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item ``[B, N]`` under ``score_mode`` (see :data:`SCORE_MODES`): by default
@@ -786,8 +811,8 @@ class REG4Rec(SequentialRecommender):
 
     def _rank_chunk(self, ctx: EncodedContext) -> torch.Tensor:
         """Scores ``[B, N]`` of one chunk of users under the current ``score_mode``."""
-        if self.score_mode == "id":  # the ID head alone: no search
-            scores = self.item_log_prior(ctx)
+        if self.score_mode == "id":  # the item-level head alone: no search
+            scores = self.item_level_scores(ctx)
             scores[:, 0] = float("-inf")
             return scores
         result, prior, fallback = self.beam_search(ctx, trace=False)

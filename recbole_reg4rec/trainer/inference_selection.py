@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import numpy as np
 
 FUSION_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-FIRST_STEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+FIRST_STEP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # up to 8: the composed item head is chosen at the top of a 0..2 grid
 REFLECTION_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 #: a secondary knob (first-step weight, reflection weight, L) leaves its neutral value only for a paired validation gain
 #: above this many standard errors

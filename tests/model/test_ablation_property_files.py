@@ -18,7 +18,7 @@ DEFINING = [
     (REG4Rec_woSteering, {"beam_prior_steering": False}),
     (TIGER, {"tokenizer": "rq", "crss_enabled": False, "corp_enabled": True, "item_fusion_weight": 0.0,
              "first_step_weight": 0.0, "item_id_embedding": False, "reflection_loss_weight": 0.0,
-             "pars_enabled": False}),
+             "pars_enabled": False, "composed_item_loss_weight": 0.0}),
 ]
 
 

@@ -67,7 +67,9 @@ def test_bad_inference_settings_are_refused_and_change_nothing(tiny, settings, m
     [
         ({"score_mode": "vibes"}, "score_mode='vibes' is unknown"),
         ({"reflection_weight": -1.0}, "reflection_weight=-1.0 must be a number >= 0"),
-        ({"item_fusion_weight": 0.0, "score_mode": "id"}, "score_mode='id' needs the item-ID head"),
+        ({"item_fusion_weight": 0.0, "composed_item_loss_weight": 0.0, "score_mode": "id"},
+         "score_mode=.id. ranks by an item-level head, but neither is trained"),
+        ({"item_fusion_weight": 0.0, "score_mode": "blend"}, "score_mode=.blend. needs the item-ID head"),
         ({"reflection_weight": "auto", "eval_args": {"split": {"LS": "test_only"}, "order": "TO", "mode": "full"}},
          "reflection_weight=auto.* chooses the setting on the validation split, but eval_args.split"),
     ],
@@ -172,8 +174,30 @@ def test_paper_faithful_model_ranks_by_tokens(monkeypatch, workdir):
     model, _, _ = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 0.0, "score_mode": "auto"})
     assert not model.item_head_enabled and model.score_mode == "tokens"
     assert "score_mode" not in model.auto_inference and "item_fusion_weight" not in model.auto_inference  # one choice
+    assert model.composed_item_loss_weight == 1.0  # auto: the composed head is its item-level head
     with pytest.raises(ValueError, match="needs the item-ID head"):
+        model.configure_inference(score_mode="blend")
+    full, _, _ = build_tiny(monkeypatch, workdir, {"item_fusion_weight": "auto"})
+    assert full.composed_item_loss_weight == 0.0  # auto beside the ID head: off
+
+
+def test_composed_head_alone_and_steering_without_an_id_head(monkeypatch, workdir):
+    """Without an ID head, score mode ``id`` ranks by the composed head alone (a control), and with u > 0 the
+    composed head steers the beam: other paths survive than with ``beam_prior_steering`` off."""
+    model, _, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 0.0, "pars_enabled": False})
+    model.eval()
+    inter = next(iter(test))[0]
+    with torch.no_grad():
+        ctx = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
         model.configure_inference(score_mode="id")
+        alone = model.full_sort_predict(inter)
+        expected = model.composed_log_probs(ctx)
+        torch.testing.assert_close(alone[:, 1:], expected[:, 1:])
+        model.configure_inference(score_mode="tokens", first_step_weight=4.0, beam_size=5)
+        steered, _, _ = model.beam_search(ctx, trace=False)
+        model.configure_inference(beam_prior_steering=False)
+        plain, _, _ = model.beam_search(ctx, trace=False)
+    assert not torch.equal(torch.isfinite(steered.item_scores), torch.isfinite(plain.item_scores))
 
 
 # ---- clean ablations ----------------------------------------------------------------------------

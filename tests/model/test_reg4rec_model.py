@@ -249,7 +249,7 @@ def test_one_codebook_logits_equal_the_full_heads(tiny):
     "extra, match",
     [({"reasoning_steps": 4}, "reasoning_steps"), ({"beam_size": 3}, "beam_size"), ({"crss_confidence": "vibes"}, "crss_confidence"),
      ({"composed_item_loss_weight": -1.0}, "composed_item_loss_weight=-1.0 must be a number >= 0"),
-     ({"composed_item_loss_weight": "lots"}, "composed_item_loss_weight' = 'lots' .* must be a number")],
+     ({"composed_item_loss_weight": "lots"}, "composed_item_loss_weight='lots' must be a number >= 0 .* or 'auto'")],
 )
 def test_bad_settings_fail_before_training(monkeypatch, workdir, extra, match):
     with pytest.raises(ValueError, match=match):
