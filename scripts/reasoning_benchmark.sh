@@ -23,6 +23,10 @@ PROFILE="${PROFILE:-quick}"
 COMMON=(--dataset=ml-100k --profile="$PROFILE" --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4
         --jobs="${JOBS:-1}")
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
+# the paper-faithful model(s): no ID head (item_fusion_weight 0), so the composed item head is trained (auto);
+# FAITHFUL_MODELS may list variants (e.g. ...,faithful_D256=REG4Rec[item_fusion_weight=0,codebook_size=256])
+FAITHFUL_MODELS="${FAITHFUL_MODELS:-faithful=REG4Rec[item_fusion_weight=0]}"
+FAITHFUL_CONTROLS='first_step_weight=0;score_mode=id'
 
 ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
 
@@ -36,9 +40,10 @@ for group in "${groups[@]}"; do
     full) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=REG4Rec --inference="$CONTROLS" ;;
     ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" \
         --models='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ' ;;
-    # (control: the same faithful models without the first-step score, u = 0)
-    faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0]' \
-        --inference='first_step_weight=0' ${FAITHFUL_FLAGS:-} ;;
+    # (controls on the same faithful models: the beam without the composed head's score and steering, u = 0;
+    # the composed item head alone, no reasoning, score_mode=id)
+    faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$FAITHFUL_MODELS" \
+        --inference="$FAITHFUL_CONTROLS" ${FAITHFUL_FLAGS:-} ;;
     tiger) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=TIGER ;;
     baselines) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=SASRec,GRU4Rec,BERT4Rec ;;
     # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
@@ -47,8 +52,8 @@ for group in "${groups[@]}"; do
         for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
       fi
       # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
-      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models='faithful=REG4Rec[item_fusion_weight=0],TIGER,SASRec' \
-        --inference='first_step_weight=0' --report_only
+      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$FAITHFUL_MODELS,TIGER,SASRec" \
+        --inference="$FAITHFUL_CONTROLS" --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
     *) echo "unknown group $group (full, ablations, faithful, tiger, baselines, report)" >&2; exit 2 ;;
