@@ -55,9 +55,11 @@ AUTO = "auto"
 #: ``blend``  every item by w * log p_ID + its token score (the beam's for reached items, the
 #:            first-step token score for the others), so the ID head can recover the beam's misses;
 #: ``tokens`` token scores alone (beam-reached items first, no ID head);
-#: ``id``     the item-ID head alone (``item_log_prior``), no reasoning.
-#: In every mode but ``id``, ``first_step_weight`` (u) adds u * the item's first-step score (the sum over
-#: codebooks of the start state's log-probabilities of its tokens) to every item's score.
+#: ``id``     an item-level head alone, no reasoning (a control): the item-ID head (``item_log_prior``),
+#:            or in a model without one the composed item head (``composed_log_probs``).
+#: In every mode but ``id``, ``first_step_weight`` (u) adds u * the item's first-step score (the composed
+#: head's log-probability when it is trained, else the sum over codebooks of the start state's
+#: log-probabilities of its tokens) to every item's score.
 SCORE_MODES = ("fused", "blend", "tokens", "id")
 #: Settings that act at inference only (one trained model serves every value).
 INFERENCE_KEYS = (
@@ -67,13 +69,13 @@ INFERENCE_KEYS = (
 #: Ablation switches that also act at inference only; :meth:`REG4Rec.configure_inference` takes
 #: them too, so a trained model can be ranked without CORP or without the prior steering (controls).
 INFERENCE_SWITCHES = ("corp_enabled", "beam_prior_steering")
+#: ``composed_item_loss_weight: auto`` without an ID head (chosen on validation: results/faithful-study-ml-100k)
+COMPOSED_WEIGHT_WITHOUT_ID_HEAD = 1.0
 #: Value an ``auto`` setting has until it is chosen on validation, i.e. while training validates.
 #: The ID head alone ranks during training, so each epoch is chosen without favouring any reasoning
 #: setting: an epoch chosen on the fused score at w = 4 flattered exactly that setting on validation
 #: and lost on test (results/inference-ml-100k, "epoch chosen on the ID head"). It also makes
 #: stage 1's validation as cheap as an ID model's. (w = 4 acts when score_mode is set to fused/blend.)
-#: ``composed_item_loss_weight: auto`` without an ID head (chosen on validation: results/faithful-study-ml-100k)
-COMPOSED_WEIGHT_WITHOUT_ID_HEAD = 1.0
 PROVISIONAL = {"score_mode": "id", "item_fusion_weight": 4.0, "first_step_weight": 0.0, "reflection_weight": 0.0}
 #: Beam widths ``beam_size: auto`` chooses from (with the largest topk; never above the catalogue):
 #: the widest until chosen, then the narrowest that ranks validation no worse than the widest.

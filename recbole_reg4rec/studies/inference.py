@@ -41,7 +41,7 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROLS = {
-    "ID head alone": {"score_mode": "id"},
+    "ID head alone": {"score_mode": "id"},  # without an ID head: the composed item head alone
     "previous default (fused, w=4)": {"score_mode": "fused", "item_fusion_weight": 4.0, "first_step_weight": 0.0,
                                       "reflection_weight": 0.0,
                                       "reflection_threshold": 0.0},
@@ -110,6 +110,11 @@ def study_checkpoint(model_file: str, verbose: bool = False) -> List[Dict]:
         rows.append(test_row("trial", valid_score, all(settings.get(k) == v for k, v in chosen.items())))
     provisional = trials[0][0]
     for name, settings in CONTROLS.items():
+        mode = settings["score_mode"]
+        if not model.item_head_enabled and mode != "tokens":  # no ID head: only the composed head's own control
+            if mode != "id" or not model.composed_head_enabled:
+                continue
+            name = "composed head alone"
         model.configure_inference(**{**provisional, **settings, "reasoning_steps": model.n_codebooks})
         rows.append(test_row(name, validation_score(), False))
     # one-change ablations of the search at the best reasoning setting (the chosen one unless it is the ID head)
@@ -149,7 +154,7 @@ def complementarity(model, data, k: int = 10) -> Dict[str, float]:
                 ctx = model.encode(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
                 result, _, fallback = model.beam_search(ctx)
                 token_score = torch.where(torch.isfinite(result.item_scores), result.item_scores, fallback)
-                log_p = model.item_log_prior(ctx)
+                log_p = model.item_level_scores(ctx)  # the ID head, or the composed head without one
                 for scores in (token_score, log_p):
                     if history is not None:  # RecBole's full-sort masking of already seen items
                         scores[history[0], history[1]] = -math.inf
@@ -175,6 +180,8 @@ def complementarity_rows(model_file: str) -> List[Dict]:
 
     config, model, _, _, valid, test = load_data_and_model(model_file, overrides={"state": "WARNING"})
     model.eval()
+    if not (model.item_head_enabled or model.composed_head_enabled):  # token scores only: nothing to blend
+        return []
     return [{"model_file": model_file, "seed": config["seed"], "split": name, **complementarity(model, data)}
             for name, data in (("valid", valid), ("test", test))]
 
@@ -233,11 +240,13 @@ def inference_study_command(args: Namespace) -> int:
         rows += study_checkpoint(model_file, args.verbose)
         blends += complementarity_rows(model_file)
         for name, table in (("trials.csv", rows), ("complementarity.csv", blends)):  # rewritten per checkpoint
+            if not table:
+                continue
             with open(out / name, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(table[0]))
                 writer.writeheader()
                 writer.writerows(table)
-    text = summary_markdown(rows) + "\n" + complementarity_markdown(blends)
+    text = summary_markdown(rows) + ("\n" + complementarity_markdown(blends) if blends else "")
     (out / "summary.md").write_text(text, encoding="utf-8")
     print(text)
     return 0

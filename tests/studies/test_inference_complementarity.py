@@ -27,3 +27,14 @@ def test_complementarity_reads_the_same_rankings_as_the_evaluator(monkeypatch, w
     assert row["tokens"] != row["id"]
     text = complementarity_markdown([{"model_file": "m.pth", "seed": 2020, "split": "test", **row}])
     assert "| 2020 | test |" in text and f"{row['id']:.4f}" in text
+
+
+def test_without_an_id_head_the_composed_head_is_the_item_level_ranker(monkeypatch, workdir):
+    """The paper-faithful model (no ID head) trains the composed item head by default: the diagnostic
+    blends it with the token scores, and its ``id`` column is what score mode ``id`` ranks by."""
+    model, train, test = build_tiny(monkeypatch, workdir, {"item_fusion_weight": 0.0})
+    model.eval()
+    row = complementarity(model, test, k=5)
+    trainer = build_trainer(train.config, model)
+    model.configure_inference(score_mode="id")
+    assert row["id"] == pytest.approx(float(trainer.evaluate(test, load_best_model=False)["ndcg@5"]), abs=1e-4)
