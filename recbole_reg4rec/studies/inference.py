@@ -52,6 +52,9 @@ CONTROLS = {
                                               "reflection_threshold": 0.0},
 }
 
+#: the ``ID head alone`` control's name in a model without an ID head (score mode ``id`` ranks by the composed head)
+COMPOSED_ALONE = "composed head alone"
+
 #: one switch changed at the best searched setting (the ablations REG4Rec_woSteering / REG4Rec_woCORP,
 #: which change inference only, measured on the same weights)
 ABLATIONS = {
@@ -114,7 +117,7 @@ def study_checkpoint(model_file: str, verbose: bool = False) -> List[Dict]:
         if not model.item_head_enabled and mode != "tokens":  # no ID head: only the composed head's own control
             if mode != "id" or not model.composed_head_enabled:
                 continue
-            name = "composed head alone"
+            name = COMPOSED_ALONE
         model.configure_inference(**{**provisional, **settings, "reasoning_steps": model.n_codebooks})
         rows.append(test_row(name, validation_score(), False))
     # one-change ablations of the search at the best reasoning setting (the chosen one unless it is the ID head)
@@ -200,15 +203,17 @@ def summary_markdown(rows: List[Dict]) -> str:
     seeds = sorted({r["seed"] for r in rows})
     lines = [f"# Inference settings chosen on validation ({len(seeds)} seed(s): {', '.join(map(str, seeds))})", "",
              "Selection on valid NDCG@10 only; test numbers reported. Same trained weights in every row of a seed.", ""]
-    named = ["chosen on validation"] + list(CONTROLS) + list(ABLATIONS)
+    present = {r["row"] for r in rows}  # a model without an ID head has fewer controls
+    named = ["chosen on validation"] + [n for n in (*CONTROLS, COMPOSED_ALONE, *ABLATIONS) if n in present]
     per = {name: [] for name in named}
     lines += ["| seed | row | score_mode | w | u | reflection w | L | valid NDCG@10 | test NDCG@10 | test Recall@10 | "
               "first codebook ≠ most common |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for seed in seeds:
         mine = [r for r in rows if r["seed"] == seed]
-        picks = [next(r for r in mine if r["chosen"])] + [next(r for r in mine if r["row"] == n) for n in named[1:]]
-        for name, r in zip(named, picks):
+        picks = [("chosen on validation", next(r for r in mine if r["chosen"]))]
+        picks += [(n, r) for n in named[1:] for r in mine if r["row"] == n]
+        for name, r in picks:
             per[name].append(r)
             share = r["first_codebook_differs"]
             lines.append(f"| {seed} | {name} | {r['score_mode']} | {r['item_fusion_weight']:g} | "
@@ -218,6 +223,8 @@ def summary_markdown(rows: List[Dict]) -> str:
     if len(seeds) > 1:
         lines += ["", "| row | test NDCG@10 (mean ± std) | test Recall@10 |", "|---|---|---|"]
         for name in named:
+            if len(per[name]) < 2:
+                continue
             n = [r["test_ndcg@10"] for r in per[name]]
             rc = [r["test_recall@10"] for r in per[name]]
             lines.append(f"| {name} | {statistics.mean(n):.4f} ± {statistics.stdev(n):.4f} | "

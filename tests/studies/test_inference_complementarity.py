@@ -38,3 +38,20 @@ def test_without_an_id_head_the_composed_head_is_the_item_level_ranker(monkeypat
     trainer = build_trainer(train.config, model)
     model.configure_inference(score_mode="id")
     assert row["id"] == pytest.approx(float(trainer.evaluate(test, load_best_model=False)["ndcg@5"]), abs=1e-4)
+
+
+def test_study_summary_lists_the_controls_a_model_has():
+    """A model without an ID head has no fused control but a composed-head-alone one: the summary lists what
+    was measured, per seed and as mean ± std, and nothing else."""
+    from recbole_reg4rec.studies.inference import COMPOSED_ALONE, summary_markdown
+
+    def row(seed, name, ndcg, chosen=False):
+        return {"seed": seed, "row": name, "chosen": chosen, "score_mode": "tokens", "item_fusion_weight": 0.0,
+                "first_step_weight": 2.0, "reflection_weight": 0.0, "reasoning_steps": 4, "valid_ndcg@10": ndcg,
+                "test_ndcg@10": ndcg, "test_recall@10": 2 * ndcg, "first_codebook_differs": 0.5}
+
+    rows = [r for seed in (2020, 2021) for r in (
+        row(seed, "trial", 0.05, chosen=True), row(seed, "token scores alone", 0.04), row(seed, COMPOSED_ALONE, 0.06))]
+    text = summary_markdown(rows)
+    assert "| 2021 | composed head alone |" in text and "| composed head alone | 0.0600 ± 0.0000 |" in text
+    assert "previous default" not in text and "ID head alone" not in text
