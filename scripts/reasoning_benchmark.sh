@@ -10,7 +10,7 @@
 # RecBole's baselines (SASRec, GRU4Rec, BERT4Rec) do not run our code: the report copies their cells from
 # the 2026-11-26 benchmark (results/ml-100k-quick-2026-11-26/cells). TIGER runs our code (group tiger).
 # Usage:  OUT=runs/reasoning-quick scripts/reasoning_benchmark.sh [group ...]
-#         (groups: full ablations faithful tiger baselines report)
+#         (groups: full ablations faithful faithful_ablations tiger baselines report)
 #         PROFILE=converged (patience 5, a cap early stopping ends: the study's protocol) runs every model,
 #         the baselines included (group baselines), instead of copying the quick profile's baseline cells.
 #         JOBS=n runs n cells of a group at a time (give each one core: OMP_NUM_THREADS=1).
@@ -27,6 +27,7 @@ CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 # FAITHFUL_MODELS may list variants (e.g. ...,faithful_D256=REG4Rec[item_fusion_weight=0,codebook_size=256])
 FAITHFUL_MODELS="${FAITHFUL_MODELS:-faithful=REG4Rec[item_fusion_weight=0]}"
 FAITHFUL_CONTROLS='first_step_weight=0;score_mode=id'
+FAITHFUL_ABLATIONS='faithful_woCRSS=REG4Rec_woCRSS[item_fusion_weight=0],faithful_woMPQ=REG4Rec_woMPQ[item_fusion_weight=0]'
 
 ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
 
@@ -44,6 +45,9 @@ for group in "${groups[@]}"; do
     # the composed item head alone, no reasoning, score_mode=id)
     faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$FAITHFUL_MODELS" \
         --inference="$FAITHFUL_CONTROLS" ${FAITHFUL_FLAGS:-} ;;
+    # one-change ablations of the paper-faithful model, where the reasoning ranks (no ID head to hand it to)
+    faithful_ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$FAITHFUL_CONTROLS" \
+        --models="$FAITHFUL_ABLATIONS" ;;
     tiger) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=TIGER ;;
     baselines) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=SASRec,GRU4Rec,BERT4Rec ;;
     # (REG4Rec_woPARS, stage 1 only, is the stage-1 model inside each REG4Rec cell: no separate row)
@@ -52,10 +56,12 @@ for group in "${groups[@]}"; do
         for model in SASRec GRU4Rec BERT4Rec; do cp -n results/ml-100k-quick-2026-11-26/cells/"$model"-* "$OUT"/cells/; done
       fi
       # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
-      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$FAITHFUL_MODELS,TIGER,SASRec" \
+      faithful_rows="$FAITHFUL_MODELS"
+      compgen -G "$OUT/cells/faithful_woCRSS-*" > /dev/null && faithful_rows="$faithful_rows,$FAITHFUL_ABLATIONS"
+      "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$faithful_rows,TIGER,SASRec" \
         --inference="$FAITHFUL_CONTROLS" --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
-    *) echo "unknown group $group (full, ablations, faithful, tiger, baselines, report)" >&2; exit 2 ;;
+    *) echo "unknown group $group (full, ablations, faithful, faithful_ablations, tiger, baselines, report)" >&2; exit 2 ;;
   esac
 done
