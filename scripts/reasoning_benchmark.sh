@@ -27,7 +27,8 @@ CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
 # FAITHFUL_MODELS may list variants (e.g. ...,faithful_D256=REG4Rec[item_fusion_weight=0,codebook_size=256])
 FAITHFUL_MODELS="${FAITHFUL_MODELS:-faithful=REG4Rec[item_fusion_weight=0]}"
 FAITHFUL_CONTROLS='first_step_weight=0;score_mode=id'
-FAITHFUL_ABLATIONS='faithful_woCRSS=REG4Rec_woCRSS[item_fusion_weight=0],faithful_woMPQ=REG4Rec_woMPQ[item_fusion_weight=0]'
+# (stage 1 only, to be read against the faithful models' `[stage 1]` rows: one change each, at a third of the cost)
+FAITHFUL_ABLATIONS='faithful_woCRSS=REG4Rec_woCRSS[item_fusion_weight=0,pars_enabled=False],faithful_woMPQ=REG4Rec_woMPQ[item_fusion_weight=0,pars_enabled=False]'
 
 ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
 
