@@ -48,6 +48,7 @@ for group in "${groups[@]}"; do
         --inference="$FAITHFUL_CONTROLS" ${FAITHFUL_FLAGS:-} ;;
     # one-change ablations of the paper-faithful model, where the reasoning ranks (no ID head to hand it to)
     faithful_ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$FAITHFUL_CONTROLS" \
+        --steps_models=REG4Rec_woCRSS,REG4Rec_woMPQ \
         --models="$FAITHFUL_ABLATIONS" ;;
     tiger) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=TIGER ;;
     baselines) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models=SASRec,GRU4Rec,BERT4Rec ;;
@@ -60,7 +61,7 @@ for group in "${groups[@]}"; do
       faithful_rows="$FAITHFUL_MODELS"
       compgen -G "$OUT/cells/faithful_woCRSS-*" > /dev/null && faithful_rows="$faithful_rows,$FAITHFUL_ABLATIONS"
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$faithful_rows,TIGER,SASRec" \
-        --inference="$FAITHFUL_CONTROLS" --report_only
+        --inference="$FAITHFUL_CONTROLS" --steps_models=REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
     *) echo "unknown group $group (full, ablations, faithful, faithful_ablations, tiger, baselines, report)" >&2; exit 2 ;;
