@@ -45,8 +45,8 @@ class ItemExplanation:
     label: str  # e.g. the title, when the dataset has one
     score: float  # full_sort_predict score
     reached_by_beam: bool
-    # the start state's view of the whole item (sum of its tokens' first-step log-probabilities); the score
-    # holds first_step_weight times it
+    # the whole item judged before any reasoning step (the composed head's log-probability, or the sum of its
+    # tokens' first-step log-probabilities); the score holds first_step_weight times it
     first_step_score: float = float("nan")
     path: List[Step] = field(default_factory=list)
     completion: List[Dict] = field(default_factory=list)  # tokens of codebooks not emitted (L < M)
@@ -61,6 +61,8 @@ class UserExplanation:
     merged_paths: int
     items: List[ItemExplanation]
     first_step_weight: float = 0.0  # u of the scores (inference setting)
+    # what the first-step score is: the composed item head's view, or the start state's (no composed head)
+    first_step_source: str = "the start state's view of it"
 
 
 class TokenDescriber:
@@ -174,6 +176,8 @@ def explain_interaction(model, interaction, dataset, topk: int = 10, describer: 
             merged_paths=int(result.merged[u]),
             items=items,
             first_step_weight=float(model.first_step_weight),
+            first_step_source=("the composed item head's log-probability" if getattr(model, "composed_head_enabled", False)
+                               else "the start state's view of it"),
         ))
     return out
 
@@ -218,7 +222,7 @@ def format_explanations(explanations: Sequence[UserExplanation]) -> str:
     for ex in explanations:
         lines.append(f"user {ex.user}: history {' '.join(ex.history[-10:])}")
         if ex.first_step_weight:
-            lines.append(f"  scores add {ex.first_step_weight:g} x the item's first-step score (the start state's view of it)")
+            lines.append(f"  scores add {ex.first_step_weight:g} x the item's first-step score ({ex.first_step_source})")
         lines.append(
             f"  CORP pruned {ex.pruned_by_catalogue} inconsistent candidates, {ex.pruned_by_reflection} paths by"
             f" reflection, merged {ex.merged_paths} equal token sets"

@@ -57,6 +57,7 @@ def test_run_recbole_trains_evaluates_and_reloads(toy_cfg, workdir, capsys):
     # each item's first-step score: the sum of its tokens' start-state log-probabilities (finite, below 0)
     assert all(-float("inf") < it.first_step_score < 0 for it in ex[0].items)
     assert ex[0].first_step_weight == model.first_step_weight
+    assert ex[0].first_step_source == "the start state's view of it"  # the full model trains no composed head
     capsys.readouterr()
     assert cli.main(["explain", "--model_file", files[0], "--users", users[0], "--topk", "2", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
