@@ -128,6 +128,8 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             # chosen for its best model, and stage 2, which trains the reasoning paths, validates under them
             self.choose_auto_inference(valid_data, saved)
             if not self.pars_enabled or self.stage2_epochs <= 0:
+                # the validation result reported is that of the settings the model now ranks (and tests) with
+                self._rescore_stage1(valid_data, bar=False)
                 return self.best_valid_score, self.best_valid_result
             if saved:  # start from the best stage-1 model, not the last
                 checkpoint = load_checkpoint(self.saved_model_file, map_location=self.device)
@@ -155,15 +157,16 @@ class REG4RecTrainer(StageProgressMixin, Trainer):
             self.choose_auto_inference(valid_data, saved)
         return self.best_valid_score, self.best_valid_result
 
-    def _rescore_stage1(self, valid_data) -> None:
-        """Stage 1's best validation score under the settings stage 2 validates with (they may have
-        changed from the provisional ones stage 1 was validated with): the bar stage 2 must beat."""
+    def _rescore_stage1(self, valid_data, bar: bool = True) -> None:
+        """Stage 1's best validation score under the chosen settings (they may differ from the
+        provisional ones stage 1 was validated with): the bar stage 2 must beat, or (``bar=False``,
+        no stage 2) the validation result reported beside the test result of the same settings."""
         if not valid_data or not self._auto_settings():
             return
         result = self.evaluate(valid_data, load_best_model=False, show_progress=False)
         self.best_valid_score, self.best_valid_result = result[self.valid_metric.lower()], result
         self.logger.info(f"Stage 1's best model under the chosen settings: valid {self.valid_metric} "
-                         f"{self.best_valid_score:.4f} (the score stage 2 must beat)")
+                         f"{self.best_valid_score:.4f}" + (" (the score stage 2 must beat)" if bar else ""))
 
     # ---- inference settings chosen on validation ----------------------------------------------
     def _auto_settings(self):

@@ -60,6 +60,11 @@ def test_selection_reads_validation_only_and_stores_the_choice(monkeypatch, work
     assert max(s for _, s in trials) == next(s for t, s in trials if all(t[k] == v for k, v in chosen.items()))
     assert any(t["score_mode"] == "id" for t, _ in trials)
     assert {k: model.inference_settings()[k] for k in chosen} == chosen
+    # without stage 2, the validation result fit reports is that of the chosen settings (the ones test uses),
+    # not the provisional ranking stage 1 was validated with
+    best = max(s for _, s in trials)
+    assert trainer.best_valid_score == pytest.approx(best, abs=1e-4)
+    assert trainer.best_valid_result[trainer.valid_metric.lower()] == trainer.best_valid_score
     # stored in the best-model checkpoint: the test evaluation and load_data_and_model get it
     saved = load_checkpoint(trainer.saved_model_file)
     assert saved["other_parameter"]["inference_settings"] == model.inference_settings()
