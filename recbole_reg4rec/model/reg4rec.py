@@ -688,15 +688,6 @@ class REG4Rec(SequentialRecommender):
         """The composed item head's item log-probabilities ``[B, N]`` (item 0 -inf)."""
         return torch.log_softmax(self.composed_item_logits(ctx.last), dim=-1)
 
-    def first_step_scores(self, ctx: EncodedContext, start_log_probs: torch.Tensor) -> torch.Tensor:
-        """Every item judged whole before any reasoning step, ``[B, N]``: the composed head's item
-        log-probabilities when it is trained, else the start state's log-probabilities
-        ``start_log_probs [B, M, D]`` of the item's tokens summed over codebooks. It orders the items
-        the beam does not reach and is what ``first_step_weight`` adds to every score."""
-        if self.composed_head_enabled:
-            return self.composed_log_probs(ctx)
-        return self.item_token_sums(start_log_probs)
-
     def item_token_sums(self, token_scores: torch.Tensor) -> torch.Tensor:
         """Per-token scores of every codebook summed over each item's tokens: ``token_scores [B, M, D]``
         -> ``[B, N]``, item ``i`` getting ``sum_r token_scores[:, r, codes[i, r]]`` (summed in place:
@@ -780,7 +771,10 @@ class REG4Rec(SequentialRecommender):
         no head of a codebook a path already emitted.
 
         Returns the :class:`BeamResult`, the item log-prior ``[B, N]`` (or None) and the
-        fallback score ``[B, N]`` (:meth:`first_step_scores`).
+        first-step score ``[B, N]``: every item judged whole before any reasoning step, i.e. the
+        composed head's item log-probabilities when it is trained, else the start state's
+        log-probabilities of the item's tokens summed over codebooks. It orders the items the beam
+        does not reach (the fallback) and is what ``first_step_weight`` adds to every score.
         """
         b = ctx.last.size(0)
         cfg = self.beam_config()
@@ -797,7 +791,7 @@ class REG4Rec(SequentialRecommender):
         result = corp_beam_search(step, index, b, cfg, steer)
         # the search's first step already scored the empty path: no decoder pass of its own
         fallback = whole if whole is not None else self.item_token_sums(result.start_log_probs)
-        return result, prior, fallback  # fallback [B, N]: the first-step score
+        return result, prior, fallback
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item ``[B, N]`` under ``score_mode`` (see :data:`SCORE_MODES`): by default

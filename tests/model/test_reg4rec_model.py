@@ -144,12 +144,14 @@ def test_composed_item_head_scores_items_by_their_token_embeddings(tiny):
     for item in (1, 7, model.n_items - 1):
         embedding = sum(table[model.token_embedding.offsets[r] + model.codes[item, r]] for r in range(model.n_codebooks))
         torch.testing.assert_close(composed[:, item], ctx.last @ embedding)
-    start = torch.randn(ctx.last.size(0), model.n_codebooks, max(model.codebook_sizes))
-    torch.testing.assert_close(model.first_step_scores(ctx, start), model.item_token_sums(start))
+    with torch.no_grad():
+        result, _, first_step = model.beam_search(ctx, trace=False)
+    torch.testing.assert_close(first_step, model.item_token_sums(result.start_log_probs))
     plain = model.calculate_loss(inter).item()
     model.composed_item_loss_weight = 1.0
-    whole = model.first_step_scores(ctx, start)  # now the composed head's item log-probabilities
-    torch.testing.assert_close(whole, torch.log_softmax(composed, dim=-1))
+    with torch.no_grad():
+        _, _, first_step = model.beam_search(ctx, trace=False)  # now the composed head's item log-probabilities
+    torch.testing.assert_close(first_step, torch.log_softmax(composed, dim=-1))
     torch.manual_seed(0)
     loss = model.calculate_loss(inter)
     assert torch.isfinite(loss) and loss.item() > plain  # a cross-entropy over N items is added
