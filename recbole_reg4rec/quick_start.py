@@ -81,6 +81,9 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
     if not config["single_spec"]:
         import torch.distributed as dist
 
+        # every rank leaves together: a rank that tears down its gloo pairs while a peer still
+        # talks to it can abort that process (SIGABRT) instead of ending the run cleanly
+        dist.barrier()
         dist.destroy_process_group()
     if config["local_rank"] == 0 and queue is not None:
         queue.put(result)  # for multiprocessing, e.g., mp.spawn

@@ -44,6 +44,7 @@ def ddp_worker(rank, model_name, dataset_name, config_dict, queue):
                 "saved_model_file": trainer.saved_model_file,
             }
         )
+    dist.barrier()  # as run_recbole: no rank shuts its process group down while a peer still uses it
     dist.destroy_process_group()
 
 
