@@ -1,11 +1,15 @@
 """Choose between trained variants of one model on the validation split, then report their test.
 
-Usage: python scripts/choose_on_validation.py LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...] [--metric ndcg@10]
+Usage: python scripts/choose_on_validation.py LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...]
+                                             [--incumbent LABEL] [--metric ndcg@10]
 
 Each argument names a benchmark row (a cell label, e.g. ``faithful_D256``) and the run folder whose
-``cells/`` hold it. The choice is the row with the highest mean validation metric over the seeds that
-every row has; per seed, the script also counts how often each row is the best on validation.
-Test is printed after the choice, for the record only: it never enters the choice.
+``cells/`` hold it. The best row is the one with the highest mean validation metric over the seeds
+that every row has; per seed, the script also counts how often each row is the best on validation.
+With ``--incumbent`` (the current default), the best row replaces it only for a gain above the noise:
+its mean per-seed gain over the incumbent must exceed one standard error of those paired gains
+(the rule the ``auto`` inference settings follow). Test is printed after the choice, for the record
+only: it never enters the choice.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="+", help="LABEL=RUN_FOLDER")
     parser.add_argument("--metric", default="ndcg@10")
+    parser.add_argument("--incumbent", default=None, help="the label of the current default (kept unless beaten above the noise)")
     args = parser.parse_args(argv)
     rows = {}
     for item in args.rows:
@@ -41,6 +46,8 @@ def main(argv: List[str]) -> None:
             sys.exit(f"{item!r}: write each row as LABEL=RUN_FOLDER (e.g. faithful_D256=results/ml-100k-quick)")
         label, folder = item.split("=", 1)
         rows[label] = load_row(label, folder)
+    if args.incumbent is not None and args.incumbent not in rows:
+        sys.exit(f"--incumbent {args.incumbent!r} is none of the rows ({', '.join(rows)}): name one of them")
     seeds = sorted(set.intersection(*(set(cells) for cells in rows.values())))
     if not seeds:
         sys.exit("the rows share no seed: run every variant on the same seeds")
@@ -51,12 +58,21 @@ def main(argv: List[str]) -> None:
     wins = {label: 0 for label in rows}
     for s in seeds:
         wins[max(rows, key=lambda label: rows[label][s]["valid"][args.metric])] += 1
-    chosen = max(rows, key=lambda label: statistics.mean(values(label, "valid")))
+    best = max(rows, key=lambda label: statistics.mean(values(label, "valid")))
     print(f"validation {args.metric}, seeds {', '.join(map(str, seeds))}:")
     for label in rows:
         v = values(label, "valid")
         print(f"  {label:28s} {' / '.join(f'{x:.4f}' for x in v)}  mean {statistics.mean(v):.4f}  "
               f"best in {wins[label]} of {len(seeds)} seeds")
+    chosen = best
+    if args.incumbent is not None and best != args.incumbent:
+        gains = [b - a for a, b in zip(values(args.incumbent, "valid"), values(best, "valid"))]
+        mean = statistics.mean(gains)
+        error = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("inf")
+        above = mean > error
+        print(f"{best} - {args.incumbent}: {' / '.join(f'{g:+.4f}' for g in gains)}, mean {mean:+.4f} "
+              f"± {error:.4f} standard error: {'above' if above else 'within'} the noise")
+        chosen = best if above else args.incumbent
     print(f"chosen on validation: {chosen}")
     print(f"test {args.metric} (reported, not used):")
     for label in rows:

@@ -4,7 +4,7 @@
 #   * REG4Rec, both stages, and on the same trained models: the ID head alone (score_mode=id), the chosen
 #     setting without the ID-prior steering of the beam (woSteering) and with a plain beam (woCORP);
 #   * trained one-change ablations: woCRSS (fixed order), woMPQ (product-quantized
-#     tokens, CRSS kept), and the paper-faithful model (no ID head).
+#     tokens, CRSS kept), and the paper-faithful model (REG4Rec_faithful: no ID head, D = 256) with its own.
 # Every REG4Rec cell is also evaluated at L = 1..4 (--steps: L acts at inference only).
 # Cells run one at a time (each in its own process), seed-major per group; rerunning skips finished cells.
 # RecBole's baselines (SASRec, GRU4Rec, BERT4Rec) do not run our code: the report copies their cells from
@@ -23,12 +23,13 @@ PROFILE="${PROFILE:-quick}"
 COMMON=(--dataset=ml-100k --profile="$PROFILE" --seeds="$SEEDS" --show_progress=False --output="$OUT" --steps=1-4
         --jobs="${JOBS:-1}")
 CONTROLS='score_mode=id;beam_prior_steering=False;corp_enabled=False'
-# the paper-faithful model(s): no ID head (item_fusion_weight 0), so the composed item head is trained (auto);
-# FAITHFUL_MODELS may list variants (e.g. ...,faithful_D256=REG4Rec[item_fusion_weight=0,codebook_size=256])
-FAITHFUL_MODELS="${FAITHFUL_MODELS:-faithful=REG4Rec[item_fusion_weight=0]}"
+# the paper-faithful model(s): REG4Rec_faithful, no ID head (item_fusion_weight 0) and D = 256 codewords, so the
+# composed item head is trained (auto); FAITHFUL_MODELS may list variants (e.g. ...,faithful_D64=REG4Rec_faithful[codebook_size=64])
+FAITHFUL_MODELS="${FAITHFUL_MODELS:-REG4Rec_faithful}"
 FAITHFUL_CONTROLS='first_step_weight=0;score_mode=id'
-# (stage 1 only, to be read against the faithful models' `[stage 1]` rows: one change each, at a third of the cost)
-FAITHFUL_ABLATIONS='faithful_woCRSS=REG4Rec_woCRSS[item_fusion_weight=0,pars_enabled=False],faithful_woMPQ=REG4Rec_woMPQ[item_fusion_weight=0,pars_enabled=False]'
+# (stage 1 only, to be read against the faithful models' `[stage 1]` rows: one change each, at a third of the cost;
+# the same settings as REG4Rec_faithful, the one removed part apart)
+FAITHFUL_ABLATIONS="${FAITHFUL_ABLATIONS:-faithful_D256_woCRSS=REG4Rec_woCRSS[item_fusion_weight=0,codebook_size=256,pars_enabled=False],faithful_D256_woMPQ=REG4Rec_woMPQ[item_fusion_weight=0,codebook_size=256,pars_enabled=False]}"
 
 ALL='REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ,TIGER,SASRec,GRU4Rec,BERT4Rec'
 
@@ -45,7 +46,7 @@ for group in "${groups[@]}"; do
     # (controls on the same faithful models: the beam without the composed head's score and steering, u = 0;
     # the composed item head alone, no reasoning, score_mode=id)
     faithful) "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$FAITHFUL_MODELS" \
-        --inference="$FAITHFUL_CONTROLS" ${FAITHFUL_FLAGS:-} ;;
+        --inference="$FAITHFUL_CONTROLS" --steps_models=REG4Rec,REG4Rec_faithful ${FAITHFUL_FLAGS:-} ;;
     # one-change ablations of the paper-faithful model, where the reasoning ranks (no ID head to hand it to)
     faithful_ablations) "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$FAITHFUL_CONTROLS" \
         --steps_models=REG4Rec_woCRSS,REG4Rec_woMPQ \
@@ -59,9 +60,10 @@ for group in "${groups[@]}"; do
       fi
       # the faithful model has no ID head, so the controls cannot apply to it: its own table (faithful-*)
       faithful_rows="$FAITHFUL_MODELS"
-      compgen -G "$OUT/cells/faithful_woCRSS-*" > /dev/null && faithful_rows="$faithful_rows,$FAITHFUL_ABLATIONS"
+      first_ablation="${FAITHFUL_ABLATIONS%%=*}"
+      compgen -G "$OUT/cells/$first_ablation-*" > /dev/null && faithful_rows="$faithful_rows,$FAITHFUL_ABLATIONS"
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --models="$faithful_rows,TIGER,SASRec" \
-        --inference="$FAITHFUL_CONTROLS" --steps_models=REG4Rec,REG4Rec_woCRSS,REG4Rec_woMPQ --report_only
+        --inference="$FAITHFUL_CONTROLS" --steps_models=REG4Rec,REG4Rec_faithful,REG4Rec_woCRSS,REG4Rec_woMPQ --report_only
       for f in summary.md summary.csv paired.csv runs.csv; do mv "$OUT/$f" "$OUT/faithful-$f"; done
       "$PY" reg4rec.py benchmark "${COMMON[@]}" --inference="$CONTROLS" --models="$ALL" --report_only ;;
     *) echo "unknown group $group (full, ablations, faithful, faithful_ablations, tiger, baselines, report)" >&2; exit 2 ;;

@@ -10,11 +10,13 @@ from .ablations import (
     REG4Rec_woPARS,
     REG4Rec_woSteering,
 )
+from .faithful import REG4Rec_faithful
 from .reg4rec import REG4Rec
 from .tiger import TIGER
 
 __all__ = [
     "REG4Rec",
+    "REG4Rec_faithful",
     "REG4Rec_woCORP",
     "REG4Rec_woCRSS",
     "REG4Rec_woMPQ",
@@ -30,8 +32,8 @@ __all__ = [
 _BASE = ("tokenizer.yaml", "model/REG4Rec.yaml", "alignment.yaml")
 
 register_model(REG4Rec, property_files=_BASE)
-for _cls in (*ABLATIONS, TIGER):
+for _cls in (REG4Rec_faithful, *ABLATIONS, TIGER):
     register_model(_cls, property_files=(*_BASE, f"model/{_cls.__name__}.yaml"))
 
 #: Every model trained by REG4RecTrainer.
-GENERATIVE_MODELS = (REG4Rec, *ABLATIONS, TIGER)
+GENERATIVE_MODELS = (REG4Rec, REG4Rec_faithful, *ABLATIONS, TIGER)

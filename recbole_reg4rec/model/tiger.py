@@ -13,10 +13,10 @@ code embeddings), as REG4Rec does. Same data, split and metrics as every other m
 
 from __future__ import annotations
 
-from .ablations import _Ablation
+from .variant import FixedVariant
 
 
-class TIGER(_Ablation):
+class TIGER(FixedVariant):
     """TIGER baseline (see module docstring)."""
 
     # What defines TIGER is in properties/model/TIGER.yaml (read into FIXED); the size of its

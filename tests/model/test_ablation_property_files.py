@@ -6,10 +6,11 @@ import pytest
 from recbole.config import Config
 
 from recbole_reg4rec.model import TIGER, REG4Rec_woCORP, REG4Rec_woCRSS, REG4Rec_woMPQ, REG4Rec_woMSRA
-from recbole_reg4rec.model import REG4Rec_woPARS, REG4Rec_woSteering
+from recbole_reg4rec.model import REG4Rec_faithful, REG4Rec_woPARS, REG4Rec_woSteering
 
 # What each variant enforced when these settings were written in the classes themselves.
 DEFINING = [
+    (REG4Rec_faithful, {"item_fusion_weight": 0.0}),
     (REG4Rec_woMPQ, {"tokenizer": "pq"}),
     (REG4Rec_woCRSS, {"crss_enabled": False}),
     (REG4Rec_woPARS, {"pars_enabled": False}),
