@@ -8,8 +8,9 @@ Each argument names a benchmark row (a cell label, e.g. ``faithful_D256``) and t
 that every row has; per seed, the script also counts how often each row is the best on validation.
 With ``--incumbent`` (the current default), the best row replaces it only for a gain above the noise:
 its mean per-seed gain over the incumbent must exceed one standard error of those paired gains
-(the rule the ``auto`` inference settings follow). Test is printed after the choice, for the record
-only: it never enters the choice.
+(the rule and the code of the ``auto`` inference settings: ``paired_gain``,
+``MIN_GAIN_STANDARD_ERRORS``). Test is printed after the choice, for the record only: it never
+enters the choice.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List
+
+from recbole_reg4rec.trainer.inference_selection import MIN_GAIN_STANDARD_ERRORS, paired_gain
 
 
 def load_row(label: str, folder: str) -> Dict[int, dict]:
@@ -66,11 +69,13 @@ def main(argv: List[str]) -> None:
               f"best in {wins[label]} of {len(seeds)} seeds")
     chosen = best
     if args.incumbent is not None and best != args.incumbent:
-        gains = [b - a for a, b in zip(values(args.incumbent, "valid"), values(best, "valid"))]
-        mean = statistics.mean(gains)
-        error = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("inf")
-        above = mean > error
-        print(f"{best} - {args.incumbent}: {' / '.join(f'{g:+.4f}' for g in gains)}, mean {mean:+.4f} "
+        challenger, incumbent = values(best, "valid"), values(args.incumbent, "valid")
+        mean, error = paired_gain(challenger, incumbent)  # per seed here, per user in the auto selection
+        if len(seeds) < 2:
+            error = float("inf")  # one seed gives no spread to judge the noise by: the incumbent stays
+        above = mean > MIN_GAIN_STANDARD_ERRORS * error
+        gains = " / ".join(f"{b - a:+.4f}" for a, b in zip(incumbent, challenger))
+        print(f"{best} - {args.incumbent}: {gains}, mean {mean:+.4f} "
               f"± {error:.4f} standard error: {'above' if above else 'within'} the noise")
         chosen = best if above else args.incumbent
     print(f"chosen on validation: {chosen}")
