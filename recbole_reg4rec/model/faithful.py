@@ -7,8 +7,8 @@ item-level score is then the composed item head (``composed_item_loss_weight: au
 the user state dotted with the sum of an item's token embeddings.
 
 Because the tokens alone must tell items apart, its codebooks are finer than the full model's:
-``codebook_size: 256`` (D), the size of TIGER's and RQ-VAE-based semantic IDs, a default the
-configuration may change. On ml-100k validation prefers D = 256 to 64 for this model in 3 of 3
+``codebook_size: 256`` (D), the codebook size of the TIGER paper's semantic IDs (our TIGER baseline
+keeps 64, its validated size here), a default the configuration may change. On ml-100k validation prefers D = 256 to 64 for this model in 3 of 3
 seeds (+0.0026 ± 0.0008 NDCG@10), while for the full model, whose ID head carries the per-item detail,
 the gain is within the noise (+0.0001 ± 0.0034) and for TIGER negative
 (``scripts/choose_on_validation.py``; results/codebook-size-ml-100k/README.md).
